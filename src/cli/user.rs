@@ -1,0 +1,183 @@
+//! `authctl user …`
+
+use std::io::{BufRead, IsTerminal};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{self, OutputFormat};
+use super::{UserCommand, open_service};
+use crate::config::Settings;
+use crate::domain::{Email, Password, UserRef, Username};
+use crate::error::{Error, Result};
+use crate::store::User;
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Email address (unique, case-insensitive)
+    #[arg(long)]
+    pub email: String,
+    /// Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)
+    #[arg(long)]
+    pub username: String,
+    /// Read the password from the first line of standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Create the user disabled
+    #[arg(long)]
+    pub inactive: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Show at most this many users
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The user: a numeric id, an email or a username
+    #[arg(value_name = "USER", value_parser = parse_user_ref)]
+    pub user: UserRef,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SetPasswordArgs {
+    /// The user: a numeric id, an email or a username
+    #[arg(value_name = "USER", value_parser = parse_user_ref)]
+    pub user: UserRef,
+    /// Read the password from the first line of standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+fn parse_user_ref(s: &str) -> std::result::Result<UserRef, String> {
+    s.parse()
+}
+
+#[derive(Serialize)]
+struct Changed<'a> {
+    user: &'a User,
+    revoked_sessions: u64,
+}
+
+pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
+    match cmd {
+        UserCommand::Add(args) => {
+            // Validate everything before asking for a password.
+            let mut errors = Vec::new();
+            let email = Email::parse(&args.email)
+                .map_err(|m| errors.push(crate::error::FieldError::new("--email", m)));
+            let username = Username::parse(&args.username)
+                .map_err(|m| errors.push(crate::error::FieldError::new("--username", m)));
+            let (Ok(email), Ok(username)) = (email, username) else {
+                return Err(Error::Validation(errors));
+            };
+            let password = read_password(args.password_stdin)?;
+            let service = open_service(settings).await?;
+            let user = service
+                .add_user(email, username, &password, !args.inactive)
+                .await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&user),
+                OutputFormat::Table => println!(
+                    "created user {} ({} <{}>){}",
+                    user.id,
+                    user.username,
+                    user.email,
+                    if user.is_active { "" } else { ", disabled" }
+                ),
+            }
+        }
+        UserCommand::List(args) => {
+            let service = open_service(settings).await?;
+            let users = service.list_users(args.limit).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&users),
+                OutputFormat::Table => {
+                    let mut t = output::table(&["ID", "USERNAME", "EMAIL", "ACTIVE", "CREATED"]);
+                    for u in &users {
+                        t.add_row(vec![
+                            u.id.to_string(),
+                            u.username.clone(),
+                            u.email.clone(),
+                            if u.is_active { "yes" } else { "no" }.to_string(),
+                            u.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        UserCommand::Disable(args) => {
+            let service = open_service(settings).await?;
+            let (user, revoked) = service.set_active(&args.user, false).await?;
+            print_changed(args.output, &user, revoked, "disabled");
+        }
+        UserCommand::Enable(args) => {
+            let service = open_service(settings).await?;
+            let (user, revoked) = service.set_active(&args.user, true).await?;
+            print_changed(args.output, &user, revoked, "enabled");
+        }
+        UserCommand::Delete(args) => {
+            let service = open_service(settings).await?;
+            let user = service.delete_user(&args.user).await?;
+            print_changed(args.output, &user, 0, "deleted");
+        }
+        UserCommand::SetPassword(args) => {
+            let password = read_password(args.password_stdin)?;
+            let service = open_service(settings).await?;
+            let (user, revoked) = service.set_password(&args.user, &password).await?;
+            print_changed(OutputFormat::Table, &user, revoked, "password changed for");
+        }
+    }
+    Ok(0)
+}
+
+fn print_changed(format: OutputFormat, user: &User, revoked: u64, what: &str) {
+    match format {
+        OutputFormat::Json => output::print_json(&Changed {
+            user,
+            revoked_sessions: revoked,
+        }),
+        OutputFormat::Table => println!(
+            "{what} user {} ({}); {revoked} session(s) revoked",
+            user.id, user.username
+        ),
+    }
+}
+
+/// One line from stdin (trailing newline stripped, as `docker login --password-stdin`
+/// does), or a no-echo prompt on a terminal, asked twice.
+fn read_password(from_stdin: bool) -> Result<Password> {
+    let raw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context("reading the password from stdin"))
+        })?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        line.strip_suffix('\r').unwrap_or(line).to_owned()
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the password")))?;
+        let second = rpassword::prompt_password("Repeat password: ")
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the password")))?;
+        if first != second {
+            return Err(Error::validation("password", "the two entries differ"));
+        }
+        first
+    } else {
+        return Err(Error::validation(
+            "password",
+            "standard input is not a terminal: pass the password with --password-stdin",
+        ));
+    };
+    Password::parse(&raw).map_err(|m| Error::validation("password", m))
+}

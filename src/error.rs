@@ -1,0 +1,184 @@
+//! The one error type. Every failure in authctl is one of these variants; each says
+//! once which HTTP status ([`Error::status`]) and which CLI exit code
+//! ([`Error::exit_code`]) it becomes.
+
+use std::time::Duration;
+
+use warp::http::StatusCode;
+
+/// A field that failed validation, reported in a 422's `errors` array.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422 / exit 2: well-formed input with invalid fields.
+    #[error("invalid input: {}", summarize(.0))]
+    Validation(Vec<FieldError>),
+
+    /// 400: the request body is not syntactically valid JSON.
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+
+    /// 401: unknown user, wrong password or inactive user (one generic answer).
+    #[error("incorrect username or password")]
+    InvalidCredentials,
+
+    /// 401 with `error="invalid_token"` / exit 5: a presented token was refused.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+
+    /// 401 without an error code: no Bearer token was presented.
+    #[error("not authenticated")]
+    MissingToken,
+
+    /// 404 / exit 3: a user, token or family that does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+
+    /// 409 / exit 4: duplicate email or username.
+    #[error("{0} is already registered")]
+    Conflict(&'static str),
+
+    /// 429: a rate limit was hit.
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+
+    /// 503 / exit 6: the database did not answer.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+
+    /// 503: the server is still starting or is shutting down.
+    #[error("service not ready: {0}")]
+    NotReady(&'static str),
+
+    /// 500 / exit 7: the configuration is invalid.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// 500 / exit 1: anything else; the cause chain is logged, never sent to a client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn summarize(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Error::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Error::InvalidCredentials | Error::InvalidToken(_) | Error::MissingToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) | Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The process exit code this error ends a CLI command with (see README).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Validation(_) | Error::MalformedBody(_) => 2,
+            Error::NotFound(_) => 3,
+            Error::Conflict(_) => 4,
+            Error::InvalidToken(_) | Error::MissingToken | Error::InvalidCredentials => 5,
+            Error::Unavailable(_) => 6,
+            Error::Config(_) => 7,
+            Error::RateLimited { .. } | Error::NotReady(_) | Error::Internal(_) => 1,
+        }
+    }
+
+    /// A one-line suggestion printed under the error by the CLI.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Unavailable(_) => {
+                Some("check --database-url / DATABASE_URL and that the database is running")
+            }
+            Error::Config(_) => {
+                Some("see `authctl --help` and the Configuration section of the README")
+            }
+            Error::NotFound(_) => Some("`authctl user list` shows existing users"),
+            Error::Conflict(_) => Some("choose another email or username"),
+            Error::InvalidToken(_) => {
+                Some("the token is unknown, expired, revoked or not signed by this server's key")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Classifies database errors: connection trouble is `Unavailable` (503, exit 6),
+/// everything else is internal and keeps its cause for the log.
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err.to_string()),
+            sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
+                Error::Unavailable(err.to_string())
+            }
+            _ => Error::Internal(anyhow::Error::new(err).context("database query failed")),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs (class 08 connection exceptions, 57P0x shutdown) and SQLite's
+/// BUSY/LOCKED that mean "try again later" rather than a bug.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    match code {
+        Some(code) => {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "53300"
+                || code == "5"
+                || code == "6"
+                || code == "517"
+        }
+        None => false,
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
+            other => Error::Internal(anyhow::Error::new(other).context("migration failed")),
+        }
+    }
+}

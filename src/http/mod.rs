@@ -1,0 +1,142 @@
+//! The warp HTTP layer: routes, request parsing and response shaping over
+//! [`AuthService`]. Nothing here decides a rule.
+//!
+//! - [`routes`]: every endpoint, one filter each, plus 404/405 handling;
+//! - [`handlers`]: parse the request, call the service, shape the reply;
+//! - [`rejection`]: the single `recover` for warp's own rejections;
+//! - [`problem`]: errors as `application/problem+json`;
+//! - [`rate_limit`]: per-IP governor limits.
+
+pub mod handlers;
+pub mod problem;
+pub mod rate_limit;
+pub mod rejection;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use warp::Filter;
+use warp::http::header::{HeaderMap, HeaderName, HeaderValue};
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+use crate::config::Settings;
+use crate::service::AuthService;
+use rate_limit::RateLimits;
+
+/// Shared by every request.
+pub struct AppState {
+    service: OnceLock<Arc<AuthService>>,
+    pub limits: RateLimits,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings) -> Arc<Self> {
+        Arc::new(AppState {
+            service: OnceLock::new(),
+            limits: RateLimits::new(&settings.rate_limit),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks startup finished; from now on the API answers.
+    pub fn set_ready(&self, service: Arc<AuthService>) {
+        let _ = self.service.set(service);
+    }
+
+    pub fn service(&self) -> Option<&Arc<AuthService>> {
+        self.service.get()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The whole application: routes, rejection handling, security headers, request ids
+/// and the per-request log line.
+pub fn app(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+    let inner = routes::routes(state).recover(rejection::handle).unify();
+    warp::any()
+        .map(Instant::now)
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(inner)
+        .map(finish)
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether a client's request id is safe to echo and log.
+fn sane_request_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(s)
+}
+
+fn finish(
+    start: Instant,
+    method: Method,
+    path: warp::path::FullPath,
+    headers: HeaderMap,
+    mut resp: Response,
+) -> Response {
+    let request_id = headers
+        .get(&X_REQUEST_ID)
+        .and_then(sane_request_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert(X_REQUEST_ID.clone(), v);
+    }
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    let status = resp.status();
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(target: "authctl::http", %method, path = path.as_str(), status = status.as_u16(), latency_ms, request_id, "request");
+    } else {
+        tracing::info!(target: "authctl::http", %method, path = path.as_str(), status = status.as_u16(), latency_ms, request_id, "request");
+    }
+    resp
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let drain_state = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        drain_state.start_draining();
+        tracing::info!("shutting down: finishing in-flight requests");
+    };
+    warp::serve(app(state))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}

@@ -1,0 +1,94 @@
+//! RFC 9457 problem responses: the one place where an [`Error`] becomes HTTP.
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use warp::reply::Response;
+
+use crate::error::{Error, FieldError};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'a str,
+    pub status: u16,
+    pub detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<&'a [FieldError]>,
+}
+
+/// A problem response with the given status and detail.
+pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) -> Response {
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(json.into());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    resp
+}
+
+/// Renders an error. Internal errors are logged with their cause chain and answered
+/// with an opaque body.
+pub fn from_error(err: &Error) -> Response {
+    let status = err.status();
+    let mut resp = match err {
+        Error::Validation(errors) => {
+            problem(status, "One or more fields are invalid.", Some(errors))
+        }
+        Error::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+            problem(status, "An internal error occurred.", None)
+        }
+        Error::Config(msg) => {
+            tracing::error!(error = %msg, "configuration error while serving");
+            problem(status, "An internal error occurred.", None)
+        }
+        Error::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "database unavailable");
+            problem(
+                status,
+                "The database is unavailable; try again shortly.",
+                None,
+            )
+        }
+        Error::InvalidCredentials => problem(status, "Incorrect username or password.", None),
+        other => problem(status, &capitalize(&other.to_string()), None),
+    };
+    let headers = resp.headers_mut();
+    match err {
+        Error::InvalidToken(reason) => {
+            let value = format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"");
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(WWW_AUTHENTICATE, v);
+            }
+        }
+        Error::MissingToken | Error::InvalidCredentials => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Error::RateLimited { retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        _ => {}
+    }
+    resp
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>() + ".",
+        None => String::new(),
+    }
+}

@@ -1,0 +1,99 @@
+//! The one `recover`: turns every rejection — ours and warp's own — into a problem
+//! response, so no request ever gets an HTML page or an empty 500.
+
+use std::convert::Infallible;
+
+use warp::http::StatusCode;
+use warp::http::header::{ALLOW, HeaderValue};
+use warp::reply::Response;
+use warp::{Rejection, reject::Reject};
+
+use super::problem::{from_error, problem};
+use crate::error::Error;
+
+/// A service error raised inside a filter (rate limit, not ready, bad body).
+#[derive(Debug)]
+pub struct ApiReject(pub Error);
+impl Reject for ApiReject {}
+
+/// HTTP-level refusals that have no place in the domain error.
+#[derive(Debug)]
+pub enum HttpReject {
+    MethodNotAllowed(&'static [&'static str]),
+    UnsupportedMediaType(&'static str),
+}
+impl Reject for HttpReject {}
+
+pub async fn handle(rejection: Rejection) -> Result<Response, Infallible> {
+    if let Some(ApiReject(err)) = rejection.find::<ApiReject>() {
+        return Ok(from_error(err));
+    }
+    if let Some(r) = rejection.find::<HttpReject>() {
+        return Ok(match r {
+            HttpReject::MethodNotAllowed(allow) => {
+                let mut resp = problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("This endpoint accepts {}.", allow.join(", ")),
+                    None,
+                );
+                if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                    resp.headers_mut().insert(ALLOW, v);
+                }
+                resp
+            }
+            HttpReject::UnsupportedMediaType(expected) => problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("Content-Type must be {expected}."),
+                None,
+            ),
+        });
+    }
+    let (status, detail) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "No such resource.".to_string())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "The request body exceeds {} bytes.",
+                super::routes::MAX_BODY_BYTES
+            ),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "A Content-Length header is required.".to_string(),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed.".to_string(),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Invalid header: {}.", e.name()),
+        )
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("Missing header: {}.", e.name()),
+        )
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+    {
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type.".to_string(),
+        )
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        (StatusCode::BAD_REQUEST, "Invalid query string.".to_string())
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An internal error occurred.".to_string(),
+        )
+    };
+    Ok(problem(status, &detail, None))
+}

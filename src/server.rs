@@ -1,0 +1,224 @@
+//! `serve`: bind first (so probes can answer), then start up in the background —
+//! connect, migrate, load the key — and only then open the API. Shutdown on a signal
+//! drains in-flight requests and closes the pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::http::{self, AppState};
+use crate::service::AuthService;
+use crate::store::{self, Store};
+
+/// How long startup keeps retrying a database that does not answer.
+pub const STARTUP_DB_PATIENCE: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub migrate: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions { migrate: true }
+    }
+}
+
+/// A server running in this process (for `serve` and for tests).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Signals shutdown and waits until in-flight requests are done and the pool is closed.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops (by its shutdown signal or a failed startup).
+    pub async fn wait(self) -> Result<()> {
+        self.task
+            .await
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("server task failed")))?
+    }
+
+    /// A handle that stops the server when sent `true`.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds `settings.bind` (port 0 picks a free port) and starts serving. Returns once
+/// the socket is bound; startup continues in the background.
+pub async fn spawn(settings: Settings, options: ServeOptions) -> Result<Running> {
+    let listener = TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot listen on {}: {e}", settings.bind)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the bound address")))?;
+    let state = AppState::new(&settings);
+    let store = store::connect(&settings)?;
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(
+        listener,
+        state.clone(),
+        store,
+        settings,
+        options,
+        stop.clone(),
+        stop_rx,
+    ));
+    Ok(Running {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    store: Arc<dyn Store>,
+    settings: Settings,
+    options: ServeOptions,
+    stop: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<()> {
+    let started = Instant::now();
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        database = %settings.database_url,
+        "listening"
+    );
+    let server = tokio::spawn(http::serve(
+        listener,
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let startup = tokio::select! {
+        r = start_up(store.clone(), &settings, &options) => r,
+        () = stopped(stop_rx.clone()) => Err(Error::NotReady("stopped during startup")),
+    };
+    let result = match startup {
+        Ok(service) => {
+            state.set_ready(service.clone());
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                backend = store.backend(),
+                "ready"
+            );
+            let maintenance = tokio::spawn(maintain(service, state.clone()));
+            let _ = server.await;
+            maintenance.abort();
+            Ok(())
+        }
+        Err(Error::NotReady(_)) => {
+            let _ = server.await;
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "startup failed");
+            let _ = stop.send(true);
+            let _ = server.await;
+            Err(e)
+        }
+    };
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Connects (retrying while the database is unreachable), migrates or waits for the
+/// schema, and builds the service.
+async fn start_up(
+    store: Arc<dyn Store>,
+    settings: &Settings,
+    options: &ServeOptions,
+) -> Result<Arc<AuthService>> {
+    let deadline = Instant::now() + STARTUP_DB_PATIENCE;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            if options.migrate {
+                let applied = store.migrate().await?;
+                if !applied.is_empty() {
+                    tracing::info!(?applied, "migrations applied");
+                }
+            } else if !store.schema_is_current().await? {
+                return Err(Error::NotReady(
+                    "schema is not current; waiting for `authctl migrate`",
+                ));
+            }
+            AuthService::new(store.clone(), &settings.auth).await
+        };
+        match attempt.await {
+            Ok(service) => return Ok(Arc::new(service)),
+            Err(e @ (Error::Unavailable(_) | Error::NotReady(_))) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(Error::NotReady(msg)) => return Err(Error::Unavailable(msg.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Periodic housekeeping: prune expired rows, forget idle rate-limit clients.
+async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut limiter = tokio::time::interval(LIMITER_CLEANUP_EVERY);
+    loop {
+        tokio::select! {
+            _ = prune.tick() => {
+                if let Err(e) = service.prune().await {
+                    tracing::warn!(error = %e, "pruning failed");
+                }
+            }
+            _ = limiter.tick() => state.limits.forget_idle_clients(),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (PID 1 in a container gets the latter).
+pub async fn shutdown_signal() {
+    {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("shutdown signal received");
+    }
+}

@@ -1,0 +1,533 @@
+//! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
+//! commands are thin calls into it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{AuthSettings, SecretKey};
+use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
+use crate::error::{Error, FieldError, Result};
+use crate::hashing::Hasher;
+use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
+use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
+use crate::tokens::{JwtKeys, RefreshToken};
+
+/// The settings row that holds a generated signing key.
+const KEY_SETTING: &str = "jwt_secret_key";
+
+/// What a successful login or refresh returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+/// Where a token stands, as `token inspect` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    Active,
+    Rotated,
+    Revoked,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// The result of `token inspect`. Never contains the token itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub kind: TokenKind,
+    pub valid: bool,
+    pub state: TokenState,
+    pub family_id: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    pub issued_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<AccessClaims>,
+}
+
+/// Raw registration fields, as a client sent them.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+}
+
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    hasher: Hasher,
+    jwt: JwtKeys,
+    key: SecretKey,
+    settings: AuthSettings,
+}
+
+impl AuthService {
+    /// Builds the service on a migrated store: resolves the signing key (configured,
+    /// or generated once and kept in the database) and prepares the hashing pool.
+    pub async fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Result<Self> {
+        let key = match &settings.secret_key {
+            Some(key) => key.clone(),
+            None => resolve_stored_key(store.as_ref()).await?,
+        };
+        let hasher = Hasher::new(settings.bcrypt_cost)?;
+        let jwt = JwtKeys::new(
+            &key,
+            settings.algorithm,
+            &settings.issuer,
+            settings.access_token_ttl,
+        );
+        Ok(AuthService {
+            store,
+            hasher,
+            jwt,
+            key,
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ----- users ---------------------------------------------------------------
+
+    /// Registers a user from raw fields; every invalid field is reported at once.
+    pub async fn register(&self, raw: &Registration) -> Result<User> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&raw.email).map_err(|m| errors.push(FieldError::new("email", m)));
+        let username =
+            Username::parse(&raw.username).map_err(|m| errors.push(FieldError::new("username", m)));
+        let password =
+            Password::parse(&raw.password).map_err(|m| errors.push(FieldError::new("password", m)));
+        match (email, username, password) {
+            (Ok(e), Ok(u), Ok(p)) => self.add_user(e, u, &p, true).await,
+            _ => Err(Error::Validation(errors)),
+        }
+    }
+
+    pub async fn add_user(
+        &self,
+        email: Email,
+        username: Username,
+        password: &Password,
+        active: bool,
+    ) -> Result<User> {
+        let password_hash = self.hasher.hash(password).await?;
+        let user = self
+            .store
+            .create_user(NewUser {
+                email_norm: email.normalized(),
+                email: email.as_str().to_owned(),
+                username_norm: username.normalized(),
+                username: username.as_str().to_owned(),
+                password_hash,
+                is_active: active,
+                now: Utc::now(),
+            })
+            .await?;
+        tracing::info!(user_id = user.id, username = %user.username, "user created");
+        Ok(user)
+    }
+
+    pub async fn find_user(&self, user: &UserRef) -> Result<User> {
+        self.store
+            .find_user(user)
+            .await?
+            .ok_or_else(|| Error::NotFound(user.to_string()))
+    }
+
+    pub async fn list_users(&self, limit: u32) -> Result<Vec<User>> {
+        self.store.list_users(i64::from(limit)).await
+    }
+
+    /// Enables or disables a user; disabling revokes all of the user's sessions.
+    pub async fn set_active(&self, user: &UserRef, active: bool) -> Result<(User, u64)> {
+        let found = self.find_user(user).await?;
+        let now = Utc::now();
+        self.store.set_active(found.user_id(), active, now).await?;
+        let revoked = if active {
+            0
+        } else {
+            self.store
+                .revoke_user_families(found.user_id(), "user disabled", now)
+                .await?
+        };
+        tracing::info!(
+            user_id = found.id,
+            active,
+            revoked_sessions = revoked,
+            "user state changed"
+        );
+        Ok((
+            self.find_user(&UserRef::Id(found.user_id())).await?,
+            revoked,
+        ))
+    }
+
+    /// Sets a new password and revokes all of the user's sessions.
+    pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
+        let found = self.find_user(user).await?;
+        let hash = self.hasher.hash(password).await?;
+        let now = Utc::now();
+        self.store
+            .set_password_hash(found.user_id(), &hash, now)
+            .await?;
+        let revoked = self
+            .store
+            .revoke_user_families(found.user_id(), "password changed", now)
+            .await?;
+        tracing::info!(
+            user_id = found.id,
+            revoked_sessions = revoked,
+            "password changed"
+        );
+        Ok((found, revoked))
+    }
+
+    /// Deletes a user with all sessions and tokens.
+    pub async fn delete_user(&self, user: &UserRef) -> Result<User> {
+        let found = self.find_user(user).await?;
+        if !self.store.delete_user(found.user_id()).await? {
+            return Err(Error::NotFound(user.to_string()));
+        }
+        tracing::info!(user_id = found.id, "user deleted");
+        Ok(found)
+    }
+
+    // ----- sessions ------------------------------------------------------------
+
+    /// Logs in by username or email (case-insensitively). Every failure is the same
+    /// [`Error::InvalidCredentials`] after the same bcrypt work.
+    pub async fn login(&self, login: &str, password: &str) -> Result<TokenPair> {
+        let plausible = login.len() <= Email::MAX_LEN
+            && !login.contains('\0')
+            && password.len() <= Password::MAX_BYTES
+            && !password.contains('\0');
+        let found = if plausible {
+            self.store
+                .find_credentials(&login.trim().to_lowercase())
+                .await?
+        } else {
+            None
+        };
+        let candidate = if plausible { password } else { "" };
+        let verified = self
+            .hasher
+            .verify(candidate, found.as_ref().map(|c| c.password_hash.as_str()))
+            .await?;
+        let user = match found {
+            Some(c) if verified && c.user.is_active => c.user,
+            _ => return Err(Error::InvalidCredentials),
+        };
+        let now = Utc::now();
+        let family = FamilyId::new();
+        let refresh = RefreshToken::generate();
+        self.store
+            .create_family(
+                user.user_id(),
+                family,
+                &refresh.digest(),
+                now,
+                now + self.refresh_ttl(),
+            )
+            .await?;
+        tracing::info!(user_id = user.id, family_id = %family, "login");
+        self.pair(user.user_id(), family, refresh, now)
+    }
+
+    /// The user behind an access token, if its session is alive and the user active.
+    pub async fn authenticate(&self, access_token: &str) -> Result<User> {
+        let claims = self.jwt.verify(access_token).map_err(|f| match f {
+            JwtFailure::Expired => Error::InvalidToken("access token expired"),
+            JwtFailure::Invalid => Error::InvalidToken("access token invalid"),
+        })?;
+        let session = self
+            .store
+            .session_user(claims.user_id()?, claims.family_id()?)
+            .await?
+            .ok_or(Error::InvalidToken("session not found"))?;
+        if session.family_revoked_at.is_some() {
+            return Err(Error::InvalidToken("session revoked"));
+        }
+        if !session.user.is_active {
+            return Err(Error::InvalidToken("user disabled"));
+        }
+        Ok(session.user)
+    }
+
+    /// Rotates a refresh token: the presented token is retired and its successor issued
+    /// in the same family, in one transaction. Presenting a retired token again revokes
+    /// the family (theft detection), unless it comes within the grace window of its
+    /// rotation, which returns the same successor.
+    pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
+        let token =
+            RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
+        let digest = token.digest();
+        let successor = token.successor(&self.key);
+        let now = Utc::now();
+
+        let mut tx = self.store.begin_rotation().await?;
+        let rec = tx
+            .find_refresh(&digest)
+            .await?
+            .ok_or(Error::InvalidToken("unknown refresh token"))?;
+        let family = FamilyId(rec.family_id);
+        let user = UserId(rec.user_id);
+
+        if rec.family_revoked_at.is_some() {
+            return Err(Error::InvalidToken("refresh token revoked"));
+        }
+        if rec.rotated_at.is_some() || rec.revoked_at.is_some() {
+            if self.within_grace(&rec, now) {
+                tx.commit().await?;
+                tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
+                return self.pair(user, family, successor, now);
+            }
+            return self.reuse_detected(tx, family, user, now).await;
+        }
+        if rec.expires_at <= now {
+            return Err(Error::InvalidToken("refresh token expired"));
+        }
+        if !rec.user_active {
+            return Err(Error::InvalidToken("user disabled"));
+        }
+        if !tx.mark_rotated(&digest, now).await? {
+            return self.reuse_detected(tx, family, user, now).await;
+        }
+        tx.insert_refresh(family, &successor.digest(), now, now + self.refresh_ttl())
+            .await?;
+        tx.commit().await?;
+        tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
+        self.pair(user, family, successor, now)
+    }
+
+    fn within_grace(&self, rec: &RefreshRecord, now: DateTime<Utc>) -> bool {
+        let grace = self.settings.refresh_reuse_grace;
+        match (rec.rotated_at, rec.revoked_at) {
+            (Some(rotated), None) if !grace.is_zero() && rec.user_active => {
+                (now - rotated).to_std().map_or(true, |age| age <= grace)
+            }
+            _ => false,
+        }
+    }
+
+    async fn reuse_detected(
+        &self,
+        mut tx: Box<dyn crate::store::RotationTx>,
+        family: FamilyId,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair> {
+        tx.revoke_family(family, "refresh token reuse", now).await?;
+        tx.commit().await?;
+        tracing::warn!(user_id = user.0, family_id = %family, "refresh token reuse detected: session revoked");
+        Err(Error::InvalidToken(
+            "refresh token reuse detected; session revoked",
+        ))
+    }
+
+    /// Logout: revokes the token's whole family. Unknown tokens are ignored.
+    pub async fn revoke(&self, raw: &str) -> Result<()> {
+        let Some(token) = RefreshToken::parse(raw.trim()) else {
+            return Ok(());
+        };
+        if let Some(rec) = self.store.find_refresh(&token.digest()).await? {
+            self.store
+                .revoke_family(FamilyId(rec.family_id), "logout", Utc::now())
+                .await?;
+            tracing::info!(user_id = rec.user_id, family_id = %rec.family_id, "session revoked (logout)");
+        }
+        Ok(())
+    }
+
+    /// Revokes one family by id.
+    pub async fn revoke_family(&self, family: FamilyId) -> Result<()> {
+        if !self
+            .store
+            .revoke_family(family, "revoked by operator", Utc::now())
+            .await?
+        {
+            return Err(Error::NotFound(format!("family {family}")));
+        }
+        tracing::info!(family_id = %family, "session revoked by operator");
+        Ok(())
+    }
+
+    /// The family a token (refresh or access) belongs to.
+    pub async fn family_of(&self, token: &str) -> Result<FamilyId> {
+        let token = token.trim();
+        if jwt::looks_like_jwt(token) {
+            let claims = self
+                .jwt
+                .verify_ignoring_expiry(token)
+                .map_err(|_| Error::InvalidToken("not signed by this server's key"))?;
+            return claims.family_id();
+        }
+        let refresh = RefreshToken::parse(token)
+            .ok_or(Error::InvalidToken("neither a JWT nor a refresh token"))?;
+        let rec = self
+            .store
+            .find_refresh(&refresh.digest())
+            .await?
+            .ok_or_else(|| Error::NotFound("refresh token".into()))?;
+        Ok(FamilyId(rec.family_id))
+    }
+
+    /// Revokes every session of a user.
+    pub async fn revoke_user(&self, user: &UserRef) -> Result<(User, u64)> {
+        let found = self.find_user(user).await?;
+        let n = self
+            .store
+            .revoke_user_families(found.user_id(), "revoked by operator", Utc::now())
+            .await?;
+        Ok((found, n))
+    }
+
+    /// Deletes expired tokens and sessions revoked longer ago than a refresh lifetime.
+    pub async fn prune(&self) -> Result<PruneReport> {
+        let now = Utc::now();
+        let report = self.store.prune(now, now - self.refresh_ttl()).await?;
+        if report.tokens > 0 || report.families > 0 {
+            tracing::info!(
+                tokens = report.tokens,
+                families = report.families,
+                "pruned expired rows"
+            );
+        }
+        Ok(report)
+    }
+
+    /// What a token is and whether it is still good. Errors only when it is not a
+    /// token of this server at all.
+    pub async fn inspect(&self, token: &str) -> Result<Inspection> {
+        let token = token.trim();
+        let now = Utc::now();
+        if jwt::looks_like_jwt(token) {
+            let claims = self.jwt.verify_ignoring_expiry(token).map_err(|_| {
+                Error::InvalidToken("not a valid token signed by this server's key")
+            })?;
+            let family = claims.family_id()?;
+            let session = self.store.find_family(family).await?;
+            let expired = claims.exp < now.timestamp();
+            let state = match &session {
+                _ if expired => TokenState::Expired,
+                Some(f) if f.revoked_at.is_none() && f.user_active => TokenState::Active,
+                _ => TokenState::Revoked,
+            };
+            return Ok(Inspection {
+                kind: TokenKind::Access,
+                valid: state == TokenState::Active,
+                state,
+                family_id: family.to_string(),
+                user_id: claims.user_id()?.0,
+                username: session.map(|s| s.username),
+                issued_at: claims.issued_at(),
+                expires_at: claims.expires_at(),
+                claims: Some(claims),
+            });
+        }
+        let refresh = RefreshToken::parse(token)
+            .ok_or(Error::InvalidToken("neither a JWT nor a refresh token"))?;
+        let rec = self
+            .store
+            .find_refresh(&refresh.digest())
+            .await?
+            .ok_or_else(|| Error::NotFound("refresh token".into()))?;
+        let state =
+            if rec.revoked_at.is_some() || rec.family_revoked_at.is_some() || !rec.user_active {
+                TokenState::Revoked
+            } else if rec.rotated_at.is_some() {
+                TokenState::Rotated
+            } else if rec.expires_at <= now {
+                TokenState::Expired
+            } else {
+                TokenState::Active
+            };
+        Ok(Inspection {
+            kind: TokenKind::Refresh,
+            valid: state == TokenState::Active,
+            state,
+            family_id: rec.family_id.to_string(),
+            user_id: rec.user_id,
+            username: Some(rec.username),
+            issued_at: Some(rec.issued_at),
+            expires_at: Some(rec.expires_at),
+            claims: None,
+        })
+    }
+
+    // ----- health ----------------------------------------------------------------
+
+    /// Ready: the database answers within `timeout` and the schema is current.
+    pub async fn readiness(&self, timeout: Duration) -> Result<()> {
+        check_database(self.store.as_ref(), timeout).await
+    }
+
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
+        self.store.migration_status().await
+    }
+
+    fn refresh_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or(chrono::Duration::MAX)
+    }
+
+    fn pair(
+        &self,
+        user: UserId,
+        family: FamilyId,
+        refresh: RefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<TokenPair> {
+        Ok(TokenPair {
+            access_token: self.jwt.issue(user, family, now)?,
+            refresh_token: refresh.expose().to_owned(),
+            token_type: "bearer",
+            expires_in: self.jwt.ttl().as_secs(),
+        })
+    }
+}
+
+/// Whether the database answers within `timeout` and its schema is current.
+pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> {
+    match tokio::time::timeout(timeout, store.schema_is_current()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(Error::NotReady(
+            "database schema is not current; run `authctl migrate`",
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Unavailable(format!(
+            "database did not answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+async fn resolve_stored_key(store: &dyn Store) -> Result<SecretKey> {
+    let fresh = SecretKey::generate();
+    let stored = store
+        .setting_get_or_insert(KEY_SETTING, fresh.expose_str())
+        .await?;
+    if stored == fresh.expose_str() {
+        tracing::warn!(
+            backend = store.backend(),
+            "no SECRET_KEY configured: generated a signing key and stored it in the database \
+             (table `settings`, name `{KEY_SETTING}`); set SECRET_KEY to manage the key yourself"
+        );
+    }
+    SecretKey::parse(&stored)
+        .map_err(|e| Error::config(format!("the signing key stored in the database {e}")))
+}

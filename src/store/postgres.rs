@@ -1,0 +1,45 @@
+//! PostgreSQL: for production and for several replicas sharing one database. A
+//! rotation locks its token row (`FOR UPDATE`), so concurrent refreshes of one token
+//! queue and the losers see it rotated.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    const BACKEND: &'static str = "postgres";
+    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+    const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT 1::BIGINT FROM information_schema.tables WHERE table_name = '_sqlx_migrations' \
+         AND table_schema = current_schema()";
+
+    pub fn connect(settings: &Settings) -> Result<Self> {
+        let options = PgConnectOptions::from_str(settings.database_url.expose())
+            .map_err(|e| {
+                Error::config(format!("DATABASE_URL is not a usable PostgreSQL URL: {e}"))
+            })?
+            .application_name("authctl");
+        let pool = PgPoolOptions::new()
+            .min_connections(settings.pool_min)
+            .max_connections(settings.pool_max.max(1))
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(options);
+        Ok(PgStore { pool })
+    }
+}
+
+async fn begin(
+    pool: &PgPool,
+) -> std::result::Result<sqlx::Transaction<'static, Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
+sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);

@@ -1,0 +1,444 @@
+//! The SQL both backends share. SQLite and PostgreSQL accept the same statements
+//! (`$n` placeholders, `RETURNING`, `ON CONFLICT`), so one macro implements
+//! [`Store`](super::Store) for each pool type; the backends differ only in how a
+//! write transaction starts and how a row is locked, which they pass in.
+
+/// A refresh token with its family's and user's state, by digest.
+macro_rules! refresh_select_sql {
+    () => {
+        "SELECT rt.family_id, f.user_id, u.username, u.is_active AS user_active, \
+         rt.issued_at, rt.expires_at, rt.rotated_at, rt.revoked_at, \
+         f.revoked_at AS family_revoked_at \
+         FROM refresh_tokens rt \
+         JOIN token_families f ON f.id = rt.family_id \
+         JOIN users u ON u.id = f.user_id \
+         WHERE rt.digest = $1"
+    };
+}
+
+/// `sql_store!(Store, Tx, Database, "row lock suffix", |pool| begin-write-transaction)`
+macro_rules! sql_store {
+    ($store:ident, $tx:ident, $db:ty, $lock:literal, $begin:expr) => {
+
+        fn user_query(user: &$crate::domain::UserRef) -> (&'static str, UserKey) {
+            use $crate::domain::UserRef;
+            match user {
+                UserRef::Id(id) => (
+                    "SELECT id, email, username, is_active, created_at FROM users WHERE id = $1",
+                    UserKey::Id(id.0),
+                ),
+                UserRef::Email(e) => (
+                    "SELECT id, email, username, is_active, created_at FROM users WHERE email_norm = $1",
+                    UserKey::Text(e.to_lowercase()),
+                ),
+                UserRef::Username(u) => (
+                    "SELECT id, email, username, is_active, created_at FROM users WHERE username_norm = $1",
+                    UserKey::Text(u.to_ascii_lowercase()),
+                ),
+            }
+        }
+
+        enum UserKey {
+            Id(i64),
+            Text(String),
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                Self::BACKEND
+            }
+
+            async fn ping(&self) -> $crate::error::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> $crate::error::Result<Vec<i64>> {
+                let before = self.applied_versions().await?;
+                Self::MIGRATOR.run(&self.pool).await?;
+                let after = self.applied_versions().await?;
+                Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+            }
+
+            async fn migration_status(&self) -> $crate::error::Result<Vec<$crate::store::MigrationState>> {
+                let applied = self.applied_versions().await?;
+                Ok(Self::MIGRATOR
+                    .iter()
+                    .filter(|m| m.migration_type.is_up_migration())
+                    .map(|m| $crate::store::MigrationState {
+                        version: m.version,
+                        description: m.description.to_string(),
+                        applied: applied.contains(&m.version),
+                    })
+                    .collect())
+            }
+
+            async fn schema_is_current(&self) -> $crate::error::Result<bool> {
+                Ok(self.migration_status().await?.iter().all(|m| m.applied))
+            }
+
+            async fn setting_get_or_insert(&self, name: &str, value: &str) -> $crate::error::Result<String> {
+                sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
+                let stored: (String,) = sqlx::query_as("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(stored.0)
+            }
+
+            async fn setting_get(&self, name: &str) -> $crate::error::Result<Option<String>> {
+                let stored: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(stored.map(|s| s.0))
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_user(&self, user: $crate::store::NewUser) -> $crate::error::Result<$crate::store::User> {
+                let inserted = sqlx::query_as::<_, $crate::store::User>(
+                    "INSERT INTO users (email, email_norm, username, username_norm, password_hash, \
+                     is_active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+                     RETURNING id, email, username, is_active, created_at",
+                )
+                .bind(&user.email)
+                .bind(&user.email_norm)
+                .bind(&user.username)
+                .bind(&user.username_norm)
+                .bind(&user.password_hash)
+                .bind(user.is_active)
+                .bind(user.now)
+                .fetch_one(&self.pool)
+                .await;
+                match inserted {
+                    Ok(u) => Ok(u),
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        // Which one clashed? SQLite does not name constraints portably.
+                        let email_taken: Option<(i64,)> =
+                            sqlx::query_as("SELECT id FROM users WHERE email_norm = $1")
+                                .bind(&user.email_norm)
+                                .fetch_optional(&self.pool)
+                                .await?;
+                        Err($crate::error::Error::Conflict(if email_taken.is_some() {
+                            "email"
+                        } else {
+                            "username"
+                        }))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn find_credentials(
+                &self,
+                login_norm: &str,
+            ) -> $crate::error::Result<Option<$crate::store::UserCredentials>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, email, username, is_active, created_at, password_hash FROM users \
+                     WHERE username_norm = $1 OR email_norm = $1",
+                )
+                .bind(login_norm)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn find_user(
+                &self,
+                user: &$crate::domain::UserRef,
+            ) -> $crate::error::Result<Option<$crate::store::User>> {
+                let (sql, key) = user_query(user);
+                let q = sqlx::query_as(sql);
+                let q = match key {
+                    UserKey::Id(id) => q.bind(id),
+                    UserKey::Text(t) => q.bind(t),
+                };
+                Ok(q.fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_users(&self, limit: i64) -> $crate::error::Result<Vec<$crate::store::User>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, email, username, is_active, created_at FROM users ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn set_active(
+                &self,
+                user: $crate::domain::UserId,
+                active: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query("UPDATE users SET is_active = $1, updated_at = $2 WHERE id = $3")
+                    .bind(active)
+                    .bind(now)
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn set_password_hash(
+                &self,
+                user: $crate::domain::UserId,
+                hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                    .bind(hash)
+                    .bind(now)
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn delete_user(&self, user: $crate::domain::UserId) -> $crate::error::Result<bool> {
+                let r = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn create_family(
+                &self,
+                user: $crate::domain::UserId,
+                family: $crate::domain::FamilyId,
+                digest: &$crate::tokens::refresh::TokenDigest,
+                now: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<()> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                sqlx::query("INSERT INTO token_families (id, user_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(family.0)
+                    .bind(user.0)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&digest[..])
+                .bind(family.0)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_refresh(
+                &self,
+                digest: &$crate::tokens::refresh::TokenDigest,
+            ) -> $crate::error::Result<Option<$crate::store::RefreshRecord>> {
+                Ok(sqlx::query_as(refresh_select_sql!())
+                    .bind(&digest[..])
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn find_family(
+                &self,
+                family: $crate::domain::FamilyId,
+            ) -> $crate::error::Result<Option<$crate::store::FamilyRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT f.id, f.user_id, u.username, u.is_active AS user_active, f.created_at, \
+                     f.revoked_at FROM token_families f JOIN users u ON u.id = f.user_id WHERE f.id = $1",
+                )
+                .bind(family.0)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn session_user(
+                &self,
+                user: $crate::domain::UserId,
+                family: $crate::domain::FamilyId,
+            ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
+                Ok(sqlx::query_as(
+                    "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
+                     f.revoked_at AS family_revoked_at FROM token_families f \
+                     JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
+                )
+                .bind(family.0)
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_family(
+                &self,
+                family: $crate::domain::FamilyId,
+                reason: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(family.0)
+                .execute(&self.pool)
+                .await?;
+                let exists: Option<(i64,)> = sqlx::query_as("SELECT user_id FROM token_families WHERE id = $1")
+                    .bind(family.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(exists.is_some())
+            }
+
+            async fn revoke_user_families(
+                &self,
+                user: $crate::domain::UserId,
+                reason: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                let r = sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE user_id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(user.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn prune(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                revoked_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<$crate::store::PruneReport> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let families = sqlx::query(
+                    "DELETE FROM token_families WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
+                     OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)",
+                )
+                .bind(revoked_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok($crate::store::PruneReport { tokens, families })
+            }
+
+            async fn begin_rotation(&self) -> $crate::error::Result<Box<dyn $crate::store::RotationTx>> {
+                let begin = $begin;
+                Ok(Box::new($tx { tx: begin(&self.pool).await? }))
+            }
+        }
+
+        impl $store {
+            async fn applied_versions(&self) -> $crate::error::Result<Vec<i64>> {
+                let table: Option<(i64,)> = sqlx::query_as(Self::MIGRATIONS_TABLE_EXISTS)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if table.is_none() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(i64,)> =
+                    sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+        }
+
+        pub struct $tx {
+            tx: sqlx::Transaction<'static, $db>,
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::RotationTx for $tx {
+            async fn find_refresh(
+                &mut self,
+                digest: &$crate::tokens::refresh::TokenDigest,
+            ) -> $crate::error::Result<Option<$crate::store::RefreshRecord>> {
+                Ok(sqlx::query_as(concat!(refresh_select_sql!(), $lock))
+                .bind(&digest[..])
+                .fetch_optional(&mut *self.tx)
+                .await?)
+            }
+
+            async fn mark_rotated(
+                &mut self,
+                digest: &$crate::tokens::refresh::TokenDigest,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1 \
+                     WHERE digest = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(&digest[..])
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn insert_refresh(
+                &mut self,
+                family: $crate::domain::FamilyId,
+                digest: &$crate::tokens::refresh::TokenDigest,
+                now: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<()> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&digest[..])
+                .bind(family.0)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn revoke_family(
+                &mut self,
+                family: $crate::domain::FamilyId,
+                reason: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<()> {
+                sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE id = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(family.0)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn commit(self: Box<Self>) -> $crate::error::Result<()> {
+                self.tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
