@@ -44,7 +44,7 @@ impl Hasher {
         let password = password.clone();
         let cost = self.cost;
         run_blocking(&self.permits, move || {
-            bcrypt::non_truncating_hash(password.expose(), cost)
+            hash_exact(password.expose(), cost)
                 .map_err(|e| Error::Internal(anyhow::Error::new(e).context("hashing a password")))
         })
         .await
@@ -58,11 +58,32 @@ impl Hasher {
         let password = secrecy::SecretString::from(password);
         let ok = run_blocking(&self.permits, move || {
             use secrecy::ExposeSecret;
-            Ok(bcrypt::non_truncating_verify(password.expose_secret(), &hash).unwrap_or(false))
+            Ok(verify_exact(password.expose_secret(), &hash))
         })
         .await?;
         Ok(known && ok)
     }
+}
+
+// bcrypt reads at most 72 bytes. The crate's non-truncating functions refuse a
+// password of exactly 72 bytes too (they count the C string's NUL terminator, which
+// bcrypt drops at that length anyway), so a 72-byte password takes the plain function:
+// all of its bytes are used. Anything longer is refused, never cut.
+fn hash_exact(password: &str, cost: u32) -> Result<String, bcrypt::BcryptError> {
+    if password.len() == Password::MAX_BYTES {
+        bcrypt::hash(password, cost)
+    } else {
+        bcrypt::non_truncating_hash(password, cost)
+    }
+}
+
+fn verify_exact(password: &str, hash: &str) -> bool {
+    let result = if password.len() == Password::MAX_BYTES {
+        bcrypt::verify(password, hash)
+    } else {
+        bcrypt::non_truncating_verify(password, hash)
+    };
+    result.unwrap_or(false)
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -76,4 +97,24 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(job)
         .await
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("hashing task failed")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_72_byte_password_is_hashed_whole_and_a_73rd_byte_is_refused() {
+        let p72 = "a".repeat(72);
+        let h = hash_exact(&p72, 4).unwrap();
+        assert!(verify_exact(&p72, &h));
+        let mut other = "a".repeat(71);
+        other.push('b');
+        assert!(!verify_exact(&other, &h), "the 72nd byte counts");
+        assert!(hash_exact(&"a".repeat(73), 4).is_err());
+        assert!(
+            !verify_exact(&"a".repeat(73), &h),
+            "no truncation at verify either"
+        );
+    }
 }
