@@ -59,9 +59,11 @@ impl TestDb {
 
 /// Settings for tests: a fixed strong key, the cheapest bcrypt cost, no rate limits.
 pub fn test_settings(database_url: &str) -> Settings {
-    let mut s = Settings::default();
-    s.database_url = DatabaseUrl::parse(database_url).expect("database url");
-    s.bind = "127.0.0.1:0".parse().expect("bind");
+    let mut s = Settings {
+        database_url: DatabaseUrl::parse(database_url).expect("database url"),
+        bind: "127.0.0.1:0".parse().expect("bind"),
+        ..Settings::default()
+    };
     s.auth.bcrypt_cost = 4;
     s.auth.secret_key =
         Some(SecretKey::parse("test-key-0123456789abcdefghijklmnopqrstuv").expect("key"));
@@ -114,10 +116,10 @@ impl TestApp {
 
     pub async fn wait_ready(&self) {
         for _ in 0..300 {
-            if let Ok(r) = self.client.get(self.url("/health/startup")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/health/startup")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
