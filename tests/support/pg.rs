@@ -188,13 +188,12 @@ kill -0 "$owner" 2>/dev/null || rm -rf "$dir""#;
 
     /// Stops the server (fast shutdown) and waits for it to exit.
     pub fn stop_server(&self) {
-        if let Ok(mut guard) = self.server.lock() {
-            if let Some(mut child) = guard.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let _ = child.wait();
-            }
+        let child = self.server.lock().ok().and_then(|mut guard| guard.take());
+        if let Some(mut child) = child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
         }
     }
 
