@@ -1,0 +1,293 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[authctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'authctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'authctl'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the REST API (migrates the database first unless --no-migrate)'
+            cand migrate 'Apply pending database migrations, or list them with --status'
+            cand user 'Manage users'
+            cand token 'Inspect, revoke and prune tokens'
+            cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+            cand completions 'Print a shell completion script'
+            cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;serve'= {
+            cand --bind 'Address to listen on [env: AUTHCTL_BIND] [default: 127.0.0.1:8000]'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --no-migrate 'Do not migrate; wait until the schema is current instead'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;migrate'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --status 'List applied and pending migrations instead of applying them'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
+            cand list 'List users'
+            cand disable 'Disable a user and revoke all of their sessions'
+            cand enable 'Enable a disabled user'
+            cand delete 'Delete a user with all sessions and tokens'
+            cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;user;add'= {
+            cand --email 'Email address (unique, case-insensitive)'
+            cand --username 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --inactive 'Create the user disabled'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;list'= {
+            cand --output 'output'
+            cand --limit 'Show at most this many users'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;disable'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;enable'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;delete'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;set-password'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;user;help'= {
+            cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
+            cand list 'List users'
+            cand disable 'Disable a user and revoke all of their sessions'
+            cand enable 'Enable a disabled user'
+            cand delete 'Delete a user with all sessions and tokens'
+            cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;user;help;add'= {
+        }
+        &'authctl;user;help;list'= {
+        }
+        &'authctl;user;help;disable'= {
+        }
+        &'authctl;user;help;enable'= {
+        }
+        &'authctl;user;help;delete'= {
+        }
+        &'authctl;user;help;set-password'= {
+        }
+        &'authctl;user;help;help'= {
+        }
+        &'authctl;token'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand inspect 'Verify a token and show what it is: claims, family, user, state'
+            cand revoke-family 'Revoke a token family (session), or all of a user''s'
+            cand prune 'Delete expired tokens and long-revoked sessions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;token;inspect'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;token;revoke-family'= {
+            cand --token 'Revoke the family of this access or refresh token (`-` reads standard input)'
+            cand --user 'Revoke every family of this user (id, email or username)'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;token;prune'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;token;help'= {
+            cand inspect 'Verify a token and show what it is: claims, family, user, state'
+            cand revoke-family 'Revoke a token family (session), or all of a user''s'
+            cand prune 'Delete expired tokens and long-revoked sessions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;token;help;inspect'= {
+        }
+        &'authctl;token;help;revoke-family'= {
+        }
+        &'authctl;token;help;prune'= {
+        }
+        &'authctl;token;help;help'= {
+        }
+        &'authctl;health'= {
+            cand --url 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]'
+            cand --check 'Which probe to ask'
+            cand --timeout 'Give up after this long (e.g. 3s, 500ms)'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;completions'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;generate-assets'= {
+            cand --dir 'Project directory that holds completions/ and man/'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;help'= {
+            cand serve 'Run the REST API (migrates the database first unless --no-migrate)'
+            cand migrate 'Apply pending database migrations, or list them with --status'
+            cand user 'Manage users'
+            cand token 'Inspect, revoke and prune tokens'
+            cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+            cand completions 'Print a shell completion script'
+            cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;help;serve'= {
+        }
+        &'authctl;help;migrate'= {
+        }
+        &'authctl;help;user'= {
+            cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
+            cand list 'List users'
+            cand disable 'Disable a user and revoke all of their sessions'
+            cand enable 'Enable a disabled user'
+            cand delete 'Delete a user with all sessions and tokens'
+            cand set-password 'Set a user''s password and revoke all of their sessions'
+        }
+        &'authctl;help;user;add'= {
+        }
+        &'authctl;help;user;list'= {
+        }
+        &'authctl;help;user;disable'= {
+        }
+        &'authctl;help;user;enable'= {
+        }
+        &'authctl;help;user;delete'= {
+        }
+        &'authctl;help;user;set-password'= {
+        }
+        &'authctl;help;token'= {
+            cand inspect 'Verify a token and show what it is: claims, family, user, state'
+            cand revoke-family 'Revoke a token family (session), or all of a user''s'
+            cand prune 'Delete expired tokens and long-revoked sessions'
+        }
+        &'authctl;help;token;inspect'= {
+        }
+        &'authctl;help;token;revoke-family'= {
+        }
+        &'authctl;help;token;prune'= {
+        }
+        &'authctl;help;health'= {
+        }
+        &'authctl;help;completions'= {
+        }
+        &'authctl;help;generate-assets'= {
+        }
+        &'authctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,211 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_authctl_global_optspecs
+    string join \n config= database-url= log-level= log-format= h/help V/version
+end
+
+function __fish_authctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_authctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_authctl_using_subcommand
+    set -l cmd (__fish_authctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c authctl -n "__fish_authctl_needs_command" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_needs_command" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_needs_command" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_needs_command" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_needs_command" -s V -l version -d 'Print version'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l bind -d 'Address to listen on [env: AUTHCTL_BIND] [default: 127.0.0.1:8000]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -l no-migrate -d 'Do not migrate; wait until the schema is current instead'
+complete -c authctl -n "__fish_authctl_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l status -d 'List applied and pending migrations instead of applying them'
+complete -c authctl -n "__fish_authctl_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'Email address (unique, case-insensitive)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l username -d 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from the first line of standard input'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l inactive -d 'Create the user disabled'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many users' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l password-stdin -d 'Read the password from the first line of standard input'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l token -d 'Revoke the family of this access or refresh token (`-` reads standard input)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l user -d 'Revoke every family of this user (id, email or username)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from revoke-family" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l url -d 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l check -d 'Which probe to ask' -r -f -a "liveness\t'The process is up'
+readiness\t'The database answers and the schema is current'
+startup\t'Startup (config, migrations, key) has finished'"
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l timeout -d 'Give up after this long (e.g. 3s, 500ms)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand health" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand completions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l dir -d 'Project directory that holds completions/ and man/' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
