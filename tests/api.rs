@@ -684,17 +684,10 @@ async fn rate_limits_answer_429_with_retry_after_per_endpoint(backend: Backend) 
         s.rate_limit.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
-    let login_from = |ip: &str| {
-        app.client
-            .post(app.url("/api/v1/auth/token"))
-            .header("x-forwarded-for", ip)
-            .form(&[("username", "x"), ("password", "y")])
-            .send()
-    };
-    assert_eq!(login_from("203.0.113.1").await.unwrap().status(), 401);
-    assert_eq!(login_from("203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(login_from(&app, "203.0.113.1").await.unwrap().status(), 401);
+    assert_eq!(login_from(&app, "203.0.113.1").await.unwrap().status(), 429);
     assert_eq!(
-        login_from("203.0.113.2").await.unwrap().status(),
+        login_from(&app, "203.0.113.2").await.unwrap().status(),
         401,
         "another client behind the proxy"
     );
@@ -705,20 +698,22 @@ async fn rate_limits_answer_429_with_retry_after_per_endpoint(backend: Backend) 
         s.rate_limit.login_per_minute = std::num::NonZeroU32::new(1).unwrap();
     })
     .await;
-    let login_from = |ip: &str| {
-        app.client
-            .post(app.url("/api/v1/auth/token"))
-            .header("x-forwarded-for", ip)
-            .form(&[("username", "x"), ("password", "y")])
-            .send()
-    };
-    assert_eq!(login_from("203.0.113.1").await.unwrap().status(), 401);
+    assert_eq!(login_from(&app, "203.0.113.1").await.unwrap().status(), 401);
     assert_eq!(
-        login_from("203.0.113.2").await.unwrap().status(),
+        login_from(&app, "203.0.113.2").await.unwrap().status(),
         429,
         "untrusted peer cannot pick its IP"
     );
     app.shutdown().await;
+}
+
+async fn login_from(app: &TestApp, forwarded_for: &str) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .post(app.url("/api/v1/auth/token"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[("username", "x"), ("password", "y")])
+        .send()
+        .await
 }
 
 async fn health_probes_answer(backend: Backend) {
