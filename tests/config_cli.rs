@@ -162,3 +162,132 @@ fn serve_creates_the_sqlite_database_and_the_key_on_first_start() {
         .assert()
         .success();
 }
+
+#[tokio::test]
+async fn logs_are_one_json_line_per_request_and_never_contain_secrets() {
+    authctl::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let key = "log-test-key-0123456789abcdefghijklmnopq";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_authctl"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("SECRET_KEY", key)
+        .env("AUTHCTL_BCRYPT_COST", "4")
+        .env("AUTHCTL_BIND", format!("127.0.0.1:{port}"))
+        .args(["--log-format", "json", "--log-level", "debug", "serve"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("{base}/health/startup")).send().await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not start");
+    let password = "a-very-secret-password";
+    let r = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "log@example.com", "username": "logger", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pair: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/token"))
+        .form(&[("username", "logger"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    client
+        .get(format!("{base}/api/v1/auth/me"))
+        .bearer_auth(&access)
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    let next: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&serde_json::json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Reuse, to log the theft warning too.
+    client
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&serde_json::json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    for secret in [
+        password,
+        key,
+        &access,
+        &refresh,
+        next["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(!logs.contains(secret), "a secret is in the logs");
+    }
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let me = lines
+        .iter()
+        .find(|l| l["request_id"] == "trace-me-123")
+        .expect("the /me request is logged with its request id");
+    assert_eq!(me["method"], "GET");
+    assert_eq!(me["path"], "/api/v1/auth/me");
+    assert_eq!(me["status"], 200);
+    assert!(me["latency_ms"].is_number());
+    assert!(lines.iter().any(|l| {
+        l["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reuse detected")
+    }));
+}
+
+#[test]
+fn a_dotenv_file_in_the_working_directory_is_read_but_never_beats_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "AUTHCTL_BCRYPT_COST=99\n").unwrap();
+    authctl(dir.path())
+        .args(["user", "list"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("AUTHCTL_BCRYPT_COST"));
+    // A real environment variable wins over the file.
+    authctl(dir.path())
+        .env("AUTHCTL_BCRYPT_COST", "5")
+        .arg("migrate")
+        .assert()
+        .success();
+    assert!(dir.path().join("authctl.db").exists());
+}
