@@ -32,6 +32,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand completions 'Print a shell completion script'
+            cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -226,6 +227,14 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'authctl;openapi'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'authctl;generate-assets'= {
             cand --dir 'Project directory that holds completions/ and man/'
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
@@ -242,6 +251,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand completions 'Print a shell completion script'
+            cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -283,6 +293,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;health'= {
         }
         &'authctl;help;completions'= {
+        }
+        &'authctl;help;openapi'= {
         }
         &'authctl;help;generate-assets'= {
         }

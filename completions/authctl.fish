@@ -37,6 +37,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "user" -d 'Manage us
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "token" -d 'Inspect, revoke and prune tokens'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand serve" -l bind -d 'Address to listen on [env: AUTHCTL_BIND] [default: 127.0.0.1:8000]' -r
@@ -185,6 +186,12 @@ complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-leve
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand openapi" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand openapi" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand openapi" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand openapi" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand openapi" -s h -l help -d 'Print help'
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l dir -d 'Project directory that holds completions/ and man/' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
@@ -192,14 +199,15 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'

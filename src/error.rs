@@ -7,9 +7,12 @@ use std::time::Duration;
 use warp::http::StatusCode;
 
 /// A field that failed validation, reported in a 422's `errors` array.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"field": "username", "message": "must be 3 to 32 characters long"}))]
 pub struct FieldError {
+    /// The request field, e.g. `email`; `body` when the body as a whole is wrong.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -19,11 +19,20 @@ use crate::tokens::{JwtKeys, RefreshToken};
 const KEY_SETTING: &str = "jwt_secret_key";
 
 /// What a successful login or refresh returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
+    /// A signed JWT; send it as `Authorization: Bearer <access_token>`.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl")]
     pub access_token: String,
+    /// An opaque refresh token (43 characters of unpadded base64url); use it once at
+    /// `/api/v1/auth/refresh` or `/api/v1/auth/revoke`.
+    #[schema(example = "q4Xq3mJ2bqVn7ZkQyR0sT1uV2wX3yZ4a5B6c7D8e9F0")]
     pub refresh_token: String,
+    /// Always `bearer`.
+    #[schema(value_type = String, pattern = "^bearer$", example = "bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(minimum = 0, example = 1800)]
     pub expires_in: u64,
 }
 
@@ -377,14 +386,19 @@ impl AuthService {
                 .map_err(|_| Error::InvalidToken("not signed by this server's key"))?;
             return claims.family_id();
         }
+        let rec = self.stored_refresh(token).await?;
+        Ok(FamilyId(rec.family_id))
+    }
+
+    /// The stored record of a refresh token: garbage is an invalid token, a well-formed
+    /// but unknown one is not found.
+    async fn stored_refresh(&self, token: &str) -> Result<RefreshRecord> {
         let refresh = RefreshToken::parse(token)
             .ok_or(Error::InvalidToken("neither a JWT nor a refresh token"))?;
-        let rec = self
-            .store
+        self.store
             .find_refresh(&refresh.digest())
             .await?
-            .ok_or_else(|| Error::NotFound("refresh token".into()))?;
-        Ok(FamilyId(rec.family_id))
+            .ok_or_else(|| Error::NotFound("refresh token".into()))
     }
 
     /// Revokes every session of a user.
@@ -440,13 +454,7 @@ impl AuthService {
                 claims: Some(claims),
             });
         }
-        let refresh = RefreshToken::parse(token)
-            .ok_or(Error::InvalidToken("neither a JWT nor a refresh token"))?;
-        let rec = self
-            .store
-            .find_refresh(&refresh.digest())
-            .await?
-            .ok_or_else(|| Error::NotFound("refresh token".into()))?;
+        let rec = self.stored_refresh(token).await?;
         let state =
             if rec.revoked_at.is_some() || rec.family_revoked_at.is_some() || !rec.user_active {
                 TokenState::Revoked

@@ -517,7 +517,7 @@ async fn revoke_family_cuts_off_a_session_at_a_running_server(backend: Backend) 
 
 async fn token_prune_reports_what_it_removed(backend: Backend) {
     let app = spawn_app(&backend, |s| {
-        s.auth.refresh_token_ttl = std::time::Duration::from_secs(1)
+        s.auth.refresh_token_ttl = std::time::Duration::from_secs(3)
     })
     .await;
     let url = app.db.url.clone();
@@ -527,7 +527,7 @@ async fn token_prune_reports_what_it_removed(backend: Backend) {
         .output()
         .unwrap();
     assert_eq!(stdout_json(&out)["tokens"], 0);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let out = authctl(&url)
         .args(["token", "prune", "--output", "json"])
         .output()

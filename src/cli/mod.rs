@@ -69,6 +69,8 @@ pub enum Command {
     Health(HealthArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Print the OpenAPI document (no server needed)
+    Openapi,
     /// Write completions/ and man/ from these definitions (for maintainers)
     #[command(hide = true)]
     GenerateAssets(GenerateArgs),
@@ -177,6 +179,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
             ops::generate_assets(&args.dir)?;
             return Ok(0);
         }
+        Command::Openapi => {
+            println!("{}", crate::http::docs::openapi_json()?);
+            return Ok(0);
+        }
         _ => {}
     }
     let settings = config::load(&cli.overrides())?;
@@ -193,7 +199,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Health(args) => Ok(health::run(&settings, &args).await),
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
-        Command::Completions(_) | Command::GenerateAssets(_) => Ok(0),
+        Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }
 

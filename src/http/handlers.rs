@@ -19,11 +19,19 @@ use crate::store::User;
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The public view of a user, as the original API returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserResponse {
+    /// The user's numeric id (the JWT `sub`).
+    #[schema(example = 1)]
     pub id: i64,
+    /// The email address as registered (compared case-insensitively).
+    #[schema(example = "alice@example.com")]
     pub email: String,
+    /// The username as registered (compared case-insensitively).
+    #[schema(example = "alice")]
     pub username: String,
+    /// Whether the user may log in.
+    #[schema(example = true)]
     pub is_active: bool,
 }
 
@@ -56,6 +64,39 @@ fn field(fields: &mut Vec<String>) -> String {
     fields.pop().unwrap_or_default()
 }
 
+/// Registers a user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    operation_id = "register",
+    summary = "Register a user",
+    description = "Creates an active user. Email and username are unique, compared \
+        case-insensitively. Every invalid field is reported at once in a 422's `errors`. \
+        Rate limited per client IP (default 5 per minute).",
+    request_body(
+        content = crate::http::docs::RegisterRequest,
+        content_type = "application/json",
+        description = "The new user's email, username and password (at most 16 KiB).",
+    ),
+    responses(
+        (status = 201, description = "The user was created.", body = UserResponse,
+            links(("login" = (operation_id = "login",
+                request_body = json!({
+                    "username": "$request.body#/username",
+                    "password": "$request.body#/password"
+                }),
+                description = "Log in as the new user.")))),
+        (status = 400, response = crate::http::docs::BadRequest),
+        (status = 409, response = crate::http::docs::Conflict),
+        (status = 411, response = crate::http::docs::LengthRequired),
+        (status = 413, response = crate::http::docs::PayloadTooLarge),
+        (status = 415, response = crate::http::docs::UnsupportedMediaType),
+        (status = 422, response = crate::http::docs::ValidationFailed),
+        (status = 429, response = crate::http::docs::TooManyRequests),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn register(service: Arc<AuthService>, mut fields: Vec<String>) -> Response {
     let password = field(&mut fields);
     let username = field(&mut fields);
@@ -72,6 +113,45 @@ pub async fn register(service: Arc<AuthService>, mut fields: Vec<String>) -> Res
     )
 }
 
+/// Logs in with the OAuth2 password form.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/token",
+    tag = "auth",
+    operation_id = "login",
+    summary = "Log in (OAuth2 password form)",
+    description = "Exchanges a username or email (matched case-insensitively) and a password \
+        for an access token and a refresh token. Every failure — unknown user, wrong \
+        password, inactive user — is the same 401. Other OAuth2 form fields (`grant_type`, \
+        `scope`, `client_id`, `client_secret`) are accepted and ignored. Rate limited per \
+        client IP (default 10 per minute).",
+    request_body(
+        content = crate::http::docs::LoginForm,
+        content_type = "application/x-www-form-urlencoded",
+        description = "`username` and `password`, form-encoded (at most 16 KiB).",
+    ),
+    responses(
+        (status = 200, description = "Logged in: a new session (token family).", body = crate::service::TokenPair,
+            headers(("Cache-Control" = String, description = "`no-store`: never cache tokens.")),
+            links(
+                ("refresh" = (operation_id = "refresh",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token"}),
+                    description = "Rotate the new refresh token.")),
+                ("revoke" = (operation_id = "revoke",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token"}),
+                    description = "Log out of this session.")),
+            ),
+        ),
+        (status = 400, response = crate::http::docs::BadRequest),
+        (status = 401, response = crate::http::docs::BadCredentials),
+        (status = 411, response = crate::http::docs::LengthRequired),
+        (status = 413, response = crate::http::docs::PayloadTooLarge),
+        (status = 415, response = crate::http::docs::UnsupportedMediaType),
+        (status = 422, response = crate::http::docs::ValidationFailed),
+        (status = 429, response = crate::http::docs::TooManyRequests),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn login(service: Arc<AuthService>, form: Vec<(String, String)>) -> Response {
     let get = |name: &str| {
         form.iter()
@@ -98,6 +178,23 @@ pub async fn login(service: Arc<AuthService>, form: Vec<(String, String)>) -> Re
     )
 }
 
+/// The user an access token belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    operation_id = "me",
+    summary = "The current user",
+    description = "Returns the user of the presented access token. Refused (401) when the \
+        token is missing, invalid or expired, when its session (token family) was revoked, \
+        or when the user was disabled or deleted.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's user.", body = UserResponse),
+        (status = 401, response = crate::http::docs::Unauthorized),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn me(service: Arc<AuthService>, authorization: Option<String>) -> Response {
     let token = authorization.as_deref().and_then(|h| {
         let (scheme, token) = h.trim().split_once(' ')?;
@@ -110,6 +207,43 @@ pub async fn me(service: Arc<AuthService>, authorization: Option<String>) -> Res
     respond(result.map(|u| json(StatusCode::OK, &UserResponse::from(u))))
 }
 
+/// Rotates a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    summary = "Rotate a refresh token",
+    description = "Revokes the presented refresh token and returns a new pair in the same \
+        session, atomically. Presenting an already rotated or revoked token revokes the \
+        whole session (theft detection). Rate limited per client IP (default 20 per minute).",
+    request_body(
+        content = crate::http::docs::RefreshRequest,
+        content_type = "application/json",
+        description = "The refresh token to rotate (at most 16 KiB).",
+    ),
+    responses(
+        (status = 200, description = "The new token pair.", body = crate::service::TokenPair,
+            headers(("Cache-Control" = String, description = "`no-store`: never cache tokens.")),
+            links(
+                ("refresh" = (operation_id = "refresh",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token"}),
+                    description = "Rotate the new refresh token.")),
+                ("revoke" = (operation_id = "revoke",
+                    request_body = json!({"refresh_token": "$response.body#/refresh_token"}),
+                    description = "Log out of this session.")),
+            ),
+        ),
+        (status = 400, response = crate::http::docs::BadRequest),
+        (status = 401, response = crate::http::docs::InvalidRefreshToken),
+        (status = 411, response = crate::http::docs::LengthRequired),
+        (status = 413, response = crate::http::docs::PayloadTooLarge),
+        (status = 415, response = crate::http::docs::UnsupportedMediaType),
+        (status = 422, response = crate::http::docs::ValidationFailed),
+        (status = 429, response = crate::http::docs::TooManyRequests),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn refresh(service: Arc<AuthService>, mut fields: Vec<String>) -> Response {
     let token = field(&mut fields);
     respond(
@@ -120,6 +254,31 @@ pub async fn refresh(service: Arc<AuthService>, mut fields: Vec<String>) -> Resp
     )
 }
 
+/// Logs out: revokes a refresh token's whole session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/revoke",
+    tag = "auth",
+    operation_id = "revoke",
+    summary = "Log out (revoke a session)",
+    description = "Revokes the session (token family) of the presented refresh token, so its \
+        refresh and access tokens stop working. Answers 204 for unknown or already revoked \
+        tokens too, so nothing leaks.",
+    request_body(
+        content = crate::http::docs::RefreshRequest,
+        content_type = "application/json",
+        description = "The refresh token whose session ends (at most 16 KiB).",
+    ),
+    responses(
+        (status = 204, description = "The session is revoked (or never existed)."),
+        (status = 400, response = crate::http::docs::BadRequest),
+        (status = 411, response = crate::http::docs::LengthRequired),
+        (status = 413, response = crate::http::docs::PayloadTooLarge),
+        (status = 415, response = crate::http::docs::UnsupportedMediaType),
+        (status = 422, response = crate::http::docs::ValidationFailed),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn revoke(service: Arc<AuthService>, mut fields: Vec<String>) -> Response {
     let token = field(&mut fields);
     respond(
@@ -130,15 +289,44 @@ pub async fn revoke(service: Arc<AuthService>, mut fields: Vec<String>) -> Respo
     )
 }
 
-#[derive(Serialize)]
-struct Health {
+/// A health probe's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `alive`, `ready` or `started`, after the probe.
+    #[schema(value_type = String, example = "ready")]
     status: &'static str,
 }
 
+/// Liveness: the process is up.
+#[utoipa::path(
+    get,
+    path = "/health/liveness",
+    tag = "health",
+    operation_id = "liveness",
+    summary = "Liveness probe",
+    description = "The process is up. Never touches the database.",
+    responses((status = 200, description = "Alive.", body = Health,
+        example = json!({"status": "alive"}))),
+)]
 pub fn liveness() -> Response {
     json(StatusCode::OK, &Health { status: "alive" })
 }
 
+/// Readiness: the database answers and the schema is current.
+#[utoipa::path(
+    get,
+    path = "/health/readiness",
+    tag = "health",
+    operation_id = "readiness",
+    summary = "Readiness probe",
+    description = "The database answers within a short timeout and its schema is current. \
+        503 while starting, while the database is unavailable, and while draining on shutdown.",
+    responses(
+        (status = 200, description = "Ready to serve.", body = Health,
+            example = json!({"status": "ready"})),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub async fn readiness(state: Arc<AppState>) -> Response {
     let result = if state.is_draining() {
         Err(Error::NotReady("the server is shutting down"))
@@ -154,6 +342,20 @@ pub async fn readiness(state: Arc<AppState>) -> Response {
     }
 }
 
+/// Startup: configuration, migrations and key are done.
+#[utoipa::path(
+    get,
+    path = "/health/startup",
+    tag = "health",
+    operation_id = "startup",
+    summary = "Startup probe",
+    description = "Startup (configuration, migrations, signing key) has finished.",
+    responses(
+        (status = 200, description = "Started.", body = Health,
+            example = json!({"status": "started"})),
+        (status = 503, response = crate::http::docs::Unavailable),
+    ),
+)]
 pub fn startup(state: Arc<AppState>) -> Response {
     match state.service() {
         Some(_) => json(StatusCode::OK, &Health { status: "started" }),

@@ -5,8 +5,10 @@
 //! - [`handlers`]: parse the request, call the service, shape the reply;
 //! - [`rejection`]: the single `recover` for warp's own rejections;
 //! - [`problem`]: errors as `application/problem+json`;
-//! - [`rate_limit`]: per-IP governor limits.
+//! - [`rate_limit`]: per-IP governor limits;
+//! - [`docs`]: the OpenAPI document, Swagger UI and ReDoc, served from the binary.
 
+pub mod docs;
 pub mod handlers;
 pub mod problem;
 pub mod rate_limit;

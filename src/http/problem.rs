@@ -9,15 +9,32 @@ use crate::error::{Error, FieldError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The body of every error response.
-#[derive(Debug, Serialize)]
+/// The body of every error response (RFC 9457), sent as `application/problem+json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "about:blank",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "One or more fields are invalid.",
+    "errors": [{"field": "email", "message": "must not be empty"}]
+}))]
 pub struct Problem<'a> {
+    /// A URI reference naming the problem type; `about:blank` (the status says it all).
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "about:blank")]
     pub kind: &'static str,
+    /// The HTTP status's reason phrase.
+    #[schema(value_type = String, example = "Unprocessable Entity")]
     pub title: &'a str,
+    /// The HTTP status code of this response.
+    #[schema(minimum = 400, maximum = 599, example = 422)]
     pub status: u16,
+    /// A human-readable explanation of this occurrence.
+    #[schema(value_type = String, example = "One or more fields are invalid.")]
     pub detail: &'a str,
+    /// On 422 only: each invalid field with what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>, nullable = false)]
     pub errors: Option<&'a [FieldError]>,
 }
 

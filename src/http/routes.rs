@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use warp::filters::BoxedFilter;
 use warp::http::Method;
+use warp::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -126,12 +127,14 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(startup)
         .unify()
+        .or(super::docs::routes())
+        .unify()
         .boxed()
 }
 
 /// Answers 405 with `Allow` for any method not in `allow`; passes (404) otherwise,
 /// so the real route's own rejection (415, 413, …) wins.
-fn method_not_allowed(allow: &'static [&'static str]) -> BoxedFilter<(Response,)> {
+pub(super) fn method_not_allowed(allow: &'static [&'static str]) -> BoxedFilter<(Response,)> {
     warp::method()
         .and_then(move |m: Method| async move {
             if allow.contains(&m.as_str()) {
@@ -196,8 +199,20 @@ fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rej
         .untuple_one()
 }
 
+/// The body, at most [`MAX_BODY_BYTES`] (413 beyond). A request with neither
+/// `Content-Length` nor `Transfer-Encoding` has an empty body (RFC 9112 §6.3), so it is
+/// read as empty; only a body of unknown length (chunked) is refused with 411.
 fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes())
+    let no_body = warp::header::headers_cloned().and_then(|headers: HeaderMap| async move {
+        if headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(Bytes::new())
+        }
+    });
+    no_body
+        .or(warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()))
+        .unify()
 }
 
 /// A JSON object body with every named field present as a string; 400 on malformed

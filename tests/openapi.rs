@@ -1,0 +1,621 @@
+//! The API's documentation: `/openapi.json` describes every route the server answers
+//! (and only those), `/docs` and `/redoc` load nothing from another host, and
+//! `authctl openapi` prints the very document the server serves.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Backend, TestApp, assert_problem, spawn_app};
+
+/// SPEC §4: every route of the REST API. Each must be documented.
+const SPEC_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/v1/auth/register"),
+    ("POST", "/api/v1/auth/token"),
+    ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/revoke"),
+    ("GET", "/health/liveness"),
+    ("GET", "/health/readiness"),
+    ("GET", "/health/startup"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+];
+
+/// The operations that take a body, and the refusals each must document.
+const BODY_ERRORS: &[&str] = &["400", "411", "413", "415", "422", "503"];
+const RATE_LIMITED: &[&str] = &[
+    "/api/v1/auth/register",
+    "/api/v1/auth/token",
+    "/api/v1/auth/refresh",
+];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+async fn document(app: &TestApp) -> Value {
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json",
+        "the document is JSON"
+    );
+    r.json().await.expect("the document parses as JSON")
+}
+
+/// `(METHOD, path)` of every documented operation.
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if item.get(*method).is_some() {
+                ops.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// Follows a local `$ref` (`#/components/...`), or returns the value itself.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("local $ref");
+            let target = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{r} resolves"));
+            resolve(doc, target)
+        }
+        None => v,
+    }
+}
+
+fn all_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "$ref" {
+                    out.push(v.as_str().expect("$ref is a string"));
+                } else {
+                    all_refs(v, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| all_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_every_route_the_server_answers() {
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    let doc = document(&app).await;
+
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "OpenAPI 3.x, got {version}");
+    assert_eq!(doc["info"]["title"], "authctl");
+    let mut refs = Vec::new();
+    all_refs(&doc, &mut refs);
+    for r in refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{r} is local"));
+        assert!(doc.pointer(pointer).is_some(), "{r} resolves");
+    }
+
+    // Every route of the contract is documented.
+    let ops = operations(&doc);
+    for (method, path) in SPEC_ROUTES {
+        assert!(
+            ops.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} has no documented operation"
+        );
+    }
+
+    // Every documented operation exists: the server answers it (no body: 2xx, or the
+    // operation's own refusal), never 404 or 405.
+    for (method, path) in &ops {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} is documented but the server answers {status}"
+        );
+        let documented = doc["paths"][path][method.to_lowercase()]["responses"]
+            .as_object()
+            .unwrap();
+        assert!(
+            documented.contains_key(&status.to_string()),
+            "{method} {path} answered {status}, which it does not document"
+        );
+    }
+
+    // On every documented path, the methods the server accepts (its 405's `Allow`) are
+    // exactly the documented ones: an undocumented operation on a known path fails here.
+    let mut by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (method, path) in &ops {
+        by_path.entry(path).or_default().insert(method);
+    }
+    for (path, documented) in by_path {
+        let r = app
+            .client
+            .request("PATCH".parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        let allow: BTreeSet<String> = r
+            .headers()
+            .get("allow")
+            .unwrap_or_else(|| panic!("PATCH {path}: 405 with Allow"))
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        let documented: BTreeSet<String> = documented.iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            allow, documented,
+            "{path}: served methods vs documented ones"
+        );
+        assert_problem(r, 405).await;
+    }
+
+    // Errors: problem+json everywhere, with the Problem schema.
+    let problem = &doc["components"]["schemas"]["Problem"];
+    for field in ["type", "title", "status", "detail"] {
+        assert!(
+            problem["required"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(field)),
+            "Problem requires {field}"
+        );
+    }
+    assert_eq!(
+        problem["properties"]["errors"]["items"]["$ref"],
+        "#/components/schemas/FieldError"
+    );
+    for (method, path) in &ops {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let response = resolve(&doc, response);
+            assert!(
+                response["headers"].get("X-Request-Id").is_some(),
+                "{method} {path} {status}: X-Request-Id documented"
+            );
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status}: a problem+json body"
+                );
+            }
+            if status == "401" {
+                assert!(
+                    response["headers"].get("WWW-Authenticate").is_some(),
+                    "{method} {path} 401: WWW-Authenticate documented"
+                );
+            }
+        }
+        if let Some(body) = op.get("requestBody") {
+            for status in BODY_ERRORS {
+                assert!(
+                    op["responses"].get(*status).is_some(),
+                    "{method} {path} takes a body: documents {status}"
+                );
+            }
+            assert_eq!(body["required"], true, "{method} {path}: body required");
+        }
+        let limited = RATE_LIMITED.contains(&path.as_str());
+        let too_many = op["responses"].get("429");
+        assert_eq!(
+            too_many.is_some(),
+            limited,
+            "{method} {path}: 429 documented exactly where rate limited"
+        );
+        if let Some(too_many) = too_many {
+            assert!(
+                resolve(&doc, too_many)["headers"]
+                    .get("Retry-After")
+                    .is_some(),
+                "{path}: 429 documents Retry-After"
+            );
+        }
+    }
+
+    // The bodies and the security scheme.
+    let paths = &doc["paths"];
+    let schema_of = |path: &str, ct: &str| {
+        resolve(
+            &doc,
+            &paths[path]["post"]["requestBody"]["content"][ct]["schema"],
+        )
+        .clone()
+    };
+    let register = schema_of("/api/v1/auth/register", "application/json");
+    assert_eq!(
+        register["required"],
+        serde_json::json!(["email", "username", "password"])
+    );
+    let login = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
+    assert_eq!(
+        login["required"],
+        serde_json::json!(["username", "password"])
+    );
+    for path in ["/api/v1/auth/refresh", "/api/v1/auth/revoke"] {
+        assert_eq!(
+            schema_of(path, "application/json")["required"],
+            serde_json::json!(["refresh_token"])
+        );
+    }
+    let bearer = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(bearer["type"], "http");
+    assert_eq!(bearer["scheme"], "bearer");
+    assert_eq!(bearer["bearerFormat"], "JWT");
+    assert_eq!(
+        paths["/api/v1/auth/me"]["get"]["security"],
+        serde_json::json!([{"bearer": []}])
+    );
+    assert_eq!(
+        resolve(
+            &doc,
+            &paths["/api/v1/auth/token"]["post"]["responses"]["200"]["content"]["application/json"]
+                ["schema"]
+        )["required"],
+        serde_json::json!(["access_token", "refresh_token", "token_type", "expires_in"])
+    );
+    app.shutdown().await;
+}
+
+/// `src="…"` and `href="…"` values of an HTML page.
+fn referenced_urls(html: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for attr in ["src=", "href="] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let quote = rest.chars().next().expect("attribute value");
+            assert!(quote == '"' || quote == '\'', "quoted attribute in {html}");
+            let end = rest[1..].find(quote).expect("closing quote") + 1;
+            urls.push(rest[1..end].to_owned());
+            rest = &rest[end..];
+        }
+    }
+    urls
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_and_redoc_load_only_same_origin_assets() {
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    let client = no_redirects();
+
+    for (page, needs) in [
+        ("/docs", "/docs/swagger-initializer.js"),
+        ("/docs/", "/docs/swagger-initializer.js"),
+        ("/redoc", "/redoc/redoc.standalone.js"),
+        ("/redoc/", "/redoc/redoc.standalone.js"),
+    ] {
+        let r = client.get(app.url(page)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{page}: served directly, no redirect");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "text/html; charset=utf-8", "{page}");
+        let csp = h["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("default-src 'none'"), "{page}: {csp}");
+        assert!(
+            !csp.contains("http") && !csp.contains('*'),
+            "{page}: CSP allows no other host: {csp}"
+        );
+        for directive in [
+            "script-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+        ] {
+            assert!(csp.contains(directive), "{page}: {directive} in {csp}");
+        }
+        let html = r.text().await.unwrap();
+        assert!(
+            !html.contains("://"),
+            "{page} names no absolute URL:\n{html}"
+        );
+        assert!(!html.contains("<script>"), "{page}: no inline scripts");
+        let urls = referenced_urls(&html);
+        assert!(urls.iter().any(|u| u == needs), "{page} loads {needs}");
+        for url in urls {
+            assert!(
+                url.starts_with('/') && !url.starts_with("//"),
+                "{page}: {url} is not a same-origin path"
+            );
+            let asset = client.get(app.url(&url)).send().await.unwrap();
+            assert_eq!(asset.status(), 200, "{page} → {url}");
+            let ct = asset.headers()["content-type"].to_str().unwrap().to_owned();
+            let expected = match url.rsplit('.').next() {
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                Some("png") => "image/png",
+                other => panic!("{url}: unexpected asset type {other:?}"),
+            };
+            assert!(ct.starts_with(expected), "{url}: {ct}");
+            assert!(
+                !asset.bytes().await.unwrap().is_empty(),
+                "{url} is not empty"
+            );
+        }
+    }
+
+    // ReDoc reads the document from this origin.
+    let html = client.get(app.url("/redoc")).send().await.unwrap();
+    assert!(
+        html.text()
+            .await
+            .unwrap()
+            .contains(r#"spec-url="/openapi.json""#)
+    );
+    // Swagger UI too, with the online validator off.
+    let init = client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains(r#""url": "/openapi.json""#), "{init}");
+    assert!(init.contains(r#""validatorUrl": "none""#), "{init}");
+    assert!(!init.contains("://"), "{init}");
+
+    // ReDoc's licences travel with it.
+    for (path, needle) in [
+        ("/redoc/LICENSE", "MIT License"),
+        ("/redoc/redoc.standalone.js.LICENSE.txt", "ReDoc"),
+    ] {
+        let r = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.text().await.unwrap().contains(needle), "{path}");
+    }
+
+    // Unknown files are problem 404s, wrong methods 405 with Allow.
+    for path in ["/docs/nope.js", "/redoc/nope.js", "/docsx", "/openapi.yaml"] {
+        assert_problem(client.get(app.url(path)).send().await.unwrap(), 404).await;
+    }
+    for path in ["/openapi.json", "/docs", "/docs/swagger-ui.css", "/redoc"] {
+        let r = client.post(app.url(path)).send().await.unwrap();
+        assert_eq!(r.headers()["allow"], "GET", "POST {path}");
+        assert_problem(r, 405).await;
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authctl_openapi_prints_the_served_document() {
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    let served = document(&app).await;
+    app.shutdown().await;
+
+    // No server, no database, no usable configuration: still the document.
+    let dir = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::new(support::authctl_bin())
+        .current_dir(dir.path())
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/nothing")
+        .env("SECRET_KEY", "short")
+        .arg("openapi")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(
+        printed, served,
+        "`authctl openapi` prints the served document"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\n  \"openapi\""),
+        "pretty-printed"
+    );
+}
+
+/// Sends raw HTTP/1.1 (no client adds or fixes framing headers); returns the status.
+async fn raw_status(app: &TestApp, request: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let status_line = response.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        response.contains("content-type: application/problem+json"),
+        "{response}"
+    );
+    status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {status_line}"))
+}
+
+/// Found by schemathesis: a POST with neither `Content-Length` nor `Transfer-Encoding`
+/// has an empty body (RFC 9112 §6.3) and is answered as one, not with 411; only a body
+/// of unknown length (chunked) is 411, as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_without_framing_is_an_empty_body_and_chunked_is_411() {
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    let head = |path: &str, ct: &str, extra: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    let form = "application/x-www-form-urlencoded";
+    let json = "application/json";
+    // No body: the form lacks its fields (422), the JSON is not JSON (400).
+    assert_eq!(
+        raw_status(&app, &head("/api/v1/auth/token", form, "")).await,
+        422
+    );
+    assert_eq!(
+        raw_status(&app, &head("/api/v1/auth/register", json, "")).await,
+        400
+    );
+    assert_eq!(
+        raw_status(&app, &head("/api/v1/auth/refresh", json, "")).await,
+        400
+    );
+    let chunked = "Transfer-Encoding: chunked\r\n";
+    for (path, ct) in [("/api/v1/auth/token", form), ("/api/v1/auth/revoke", json)] {
+        let request = head(path, ct, chunked) + "2\r\n{}\r\n0\r\n\r\n";
+        assert_eq!(raw_status(&app, &request).await, 411, "{path}");
+    }
+    app.shutdown().await;
+}
+
+// ----- a real browser, when one is installed -----------------------------------------
+
+fn find_browser() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for name in [
+        "chromium-headless-shell",
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+    ] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+/// Opens `url` in headless Chromium with a network log; returns (DOM, every URL the
+/// browser requested or resolved).
+fn browse(browser: &Path, url: &str, dir: &Path) -> (String, Vec<String>) {
+    let netlog = dir.join("netlog.json");
+    let dom_file = dir.join("dom.html");
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-default-apps",
+            "--disable-sync",
+            "--metrics-recording-only",
+            // Belt and braces: nothing but the test server could resolve anyway.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--log-net-log={}", netlog.display()))
+        .arg(url)
+        // A file, not a pipe: a pipe nobody reads while we wait would fill and stall it.
+        .stdout(std::fs::File::create(&dom_file).expect("DOM file"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("browser starts");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("browser state").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the browser did not finish {url} within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dom = std::fs::read_to_string(&dom_file).expect("DOM");
+    let log = std::fs::read_to_string(&netlog).expect("network log");
+    let log: Value = serde_json::from_str(&log).expect("network log is JSON");
+    let mut urls = Vec::new();
+    collect_urls(&log["events"], &mut urls);
+    (dom, urls)
+}
+
+fn collect_urls(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("url" | "host" | "origin", Value::String(s)) => out.push(s.clone()),
+                    _ => collect_urls(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_urls(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_opening_docs_or_redoc_contacts_no_other_host() {
+    let Some(browser) = find_browser() else {
+        eprintln!(
+            "SKIPPED: no chromium on PATH (Debian: apt-get install chromium-headless-shell); \
+             the same-origin checks in docs_and_redoc_load_only_same_origin_assets still ran"
+        );
+        return;
+    };
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    for (page, rendered) in [
+        ("/docs", r#"data-path="/api/v1/auth/register""#),
+        ("/redoc", "Register a user"),
+    ] {
+        let url = app.url(page);
+        let browser = browser.clone();
+        let (dom, urls) = tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            browse(&browser, &url, dir.path())
+        })
+        .await
+        .unwrap();
+        assert!(
+            dom.contains(rendered),
+            "{page} rendered the document:\n{dom}"
+        );
+        assert!(
+            urls.iter().any(|u| u.contains("/openapi.json")),
+            "{page} loaded /openapi.json"
+        );
+        let origin = format!("http://127.0.0.1:{}", app.addr.port());
+        for u in &urls {
+            let local = u == &origin
+                || u.starts_with(&format!("{origin}/"))
+                || u == "127.0.0.1"
+                || ["data:", "blob:", "about:", "chrome:", "chrome-"]
+                    .iter()
+                    .any(|scheme| u.starts_with(scheme));
+            assert!(local, "{page}: the browser contacted {u}");
+        }
+    }
+    app.shutdown().await;
+}
