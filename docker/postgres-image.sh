@@ -13,7 +13,8 @@ if [[ -z "${DOCKER:-}" ]]; then
 fi
 export DOCKER
 
-"$HERE/base-image.sh"
+# IMAGE names this script's image; the base keeps its own name (the Dockerfile FROMs it)
+IMAGE=debian:bookworm-slim "$HERE/base-image.sh"
 
 args=(build --tag "$IMAGE" --label "local.authctl.built-by=docker/postgres-image.sh")
 [[ "${NO_CACHE:-0}" == 1 ]] && args+=(--no-cache)

@@ -238,7 +238,10 @@ pub fn skip_or_fail(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("required test dependency missing under CI: {why}");
     }
-    eprintln!("SKIPPED: {why}");
+    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
+    // and a skip must never read as a silent pass.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 /// Path of the built binary.
