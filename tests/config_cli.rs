@@ -291,3 +291,20 @@ fn a_dotenv_file_in_the_working_directory_is_read_but_never_beats_the_environmen
         .success();
     assert!(dir.path().join("authctl.db").exists());
 }
+
+#[test]
+fn refresh_tokens_starting_with_a_hyphen_are_arguments_not_flags() {
+    // base64url has '-': one refresh token in 64 starts with it.
+    let dir = tempfile::tempdir().unwrap();
+    authctl(dir.path()).arg("migrate").assert().success();
+    let token = format!("-{}", "A".repeat(42));
+    authctl(dir.path())
+        .args(["token", "inspect", &token])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("refresh token not found"));
+    authctl(dir.path())
+        .args(["token", "revoke-family", "--token", &token])
+        .assert()
+        .code(3);
+}

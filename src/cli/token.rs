@@ -15,7 +15,8 @@ use crate::service::Inspection;
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// An access token (JWT) or a refresh token; `-` reads it from standard input
-    #[arg(value_name = "TOKEN")]
+    // Refresh tokens are base64url and may start with '-'.
+    #[arg(value_name = "TOKEN", allow_hyphen_values = true)]
     pub token: String,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -28,7 +29,7 @@ pub struct RevokeArgs {
     #[arg(value_name = "FAMILY_ID")]
     pub family_id: Option<FamilyId>,
     /// Revoke the family of this access or refresh token (`-` reads standard input)
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Revoke every family of this user (id, email or username)
     #[arg(long, value_name = "USER")]
