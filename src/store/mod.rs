@@ -192,6 +192,27 @@ pub trait RotationTx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+///
+/// sqlx tests every connection when it goes back to the pool and, by default, again
+/// when it is taken out: an extra round trip around every query. A connection returned
+/// moments ago passed the first test, so only one that sat idle is tested again —
+/// enough to replace connections that died with a database restart.
+pub const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The pools' `before_acquire` hook: see [`PING_IF_IDLE_FOR`].
+fn ping_if_idle<C: sqlx::Connection>(
+    conn: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn Future<Output = std::result::Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if meta.idle_for >= PING_IF_IDLE_FOR {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
+}
+
 /// Opens the store the URL names. Connections are made lazily, so this fails only on
 /// a malformed URL; the first query tells whether the database answers.
 pub fn connect(settings: &Settings) -> Result<Arc<dyn Store>> {

@@ -31,6 +31,8 @@ impl PgStore {
             .min_connections(settings.pool_min)
             .max_connections(settings.pool_max.max(1))
             .acquire_timeout(Duration::from_secs(3))
+            .test_before_acquire(false)
+            .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
         Ok(PgStore { pool })
     }

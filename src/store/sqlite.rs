@@ -34,6 +34,8 @@ impl SqliteStore {
             .min_connections(settings.pool_min)
             .max_connections(settings.pool_max.max(1))
             .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
         Ok(SqliteStore { pool })
     }
