@@ -18,7 +18,7 @@ use crate::store::{self, Store};
 /// How long startup keeps retrying a database that does not answer.
 pub const STARTUP_DB_PATIENCE: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-const LIMITER_CLEANUP_EVERY: Duration = Duration::from_secs(60);
+const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -182,10 +182,11 @@ async fn start_up(
     }
 }
 
-/// Periodic housekeeping: prune expired rows, forget idle rate-limit clients.
+/// Periodic housekeeping: prune expired rows, forget idle rate-limit clients, give
+/// idle held connections back to the pool.
 async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
-    let mut limiter = tokio::time::interval(LIMITER_CLEANUP_EVERY);
+    let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = prune.tick() => {
@@ -193,7 +194,10 @@ async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
                     tracing::warn!(error = %e, "pruning failed");
                 }
             }
-            _ = limiter.tick() => state.limits.forget_idle_clients(),
+            _ = sweep.tick() => {
+                state.limits.forget_idle_clients();
+                service.store().release_idle();
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
 
+mod lane;
 #[macro_use]
 mod sql;
 pub mod postgres;
@@ -119,6 +120,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores `value` under `name` unless one is there; returns the stored value.
     async fn setting_get_or_insert(&self, name: &str, value: &str) -> Result<String>;
     async fn setting_get(&self, name: &str) -> Result<Option<String>>;
+    /// Gives back to the pool connections held for lookups that sat idle (call it
+    /// periodically, so a quiet server lets the pool shrink).
+    fn release_idle(&self);
     /// Closes the pool.
     async fn close(&self);
 

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 pub struct PgStore {
     pool: PgPool,
+    lane: super::lane::ReadLane<Postgres>,
 }
 
 impl PgStore {
@@ -34,7 +35,10 @@ impl PgStore {
             .test_before_acquire(false)
             .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            lane: super::lane::ReadLane::new(settings.pool_max),
+        })
     }
 }
 

@@ -99,7 +99,12 @@ macro_rules! sql_store {
                 Ok(stored.map(|s| s.0))
             }
 
+            fn release_idle(&self) {
+                self.lane.release_stale();
+            }
+
             async fn close(&self) {
+                self.lane.close().await;
                 self.pool.close().await;
             }
 
@@ -268,15 +273,23 @@ macro_rules! sql_store {
                 user: $crate::domain::UserId,
                 family: $crate::domain::FamilyId,
             ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
-                Ok(sqlx::query_as(
-                    "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
-                     f.revoked_at AS family_revoked_at FROM token_families f \
-                     JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
-                )
-                .bind(family.0)
-                .bind(user.0)
-                .fetch_optional(&self.pool)
-                .await?)
+                let query = || {
+                    sqlx::query_as(
+                        "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
+                         f.revoked_at AS family_revoked_at FROM token_families f \
+                         JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
+                    )
+                    .bind(family.0)
+                    .bind(user.0)
+                };
+                // A held connection (see `ReadLane`); the pool when the lane is off.
+                if let Some((_turn, mut held)) = self.lane.take(&self.pool).await? {
+                    let row = query().fetch_optional(&mut *held.conn).await?;
+                    // After an error, `held` went back to the pool, which tests it.
+                    self.lane.put_back(held);
+                    return Ok(row);
+                }
+                Ok(query().fetch_optional(&self.pool).await?)
             }
 
             async fn revoke_family(

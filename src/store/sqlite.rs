@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    lane: super::lane::ReadLane<Sqlite>,
 }
 
 impl SqliteStore {
@@ -37,7 +38,10 @@ impl SqliteStore {
             .test_before_acquire(false)
             .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            lane: super::lane::ReadLane::new(settings.pool_max),
+        })
     }
 }
 
