@@ -176,6 +176,19 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
+    pub cors: CorsOrigins,
+}
+
+/// Which browser origins may call the API cross-origin. Off by default: no CORS
+/// headers, preflights get 405.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    #[default]
+    Off,
+    /// `*`: any origin (the API uses Bearer tokens, never cookies).
+    Any,
+    /// These origins only, each `scheme://host[:port]`, lower-cased.
+    Only(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +237,7 @@ impl Default for Settings {
                 refresh_reuse_grace: Duration::ZERO,
                 issuer: "authctl".into(),
             },
+            cors: CorsOrigins::Off,
         }
     }
 }
@@ -259,6 +273,14 @@ struct FileConfig {
     rate_limit: FileRateLimit,
     #[serde(default)]
     auth: FileAuth,
+    #[serde(default)]
+    cors: FileCors,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCors {
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,6 +440,51 @@ fn parse_proxies<S: AsRef<str>>(items: &[S]) -> Result<Vec<IpNet>, String> {
                 .map_err(|_| format!("contains '{s}', which is not an IP address or CIDR"))
         })
         .collect()
+}
+
+/// Allowed CORS origins: none (off), `*`, or a list of `scheme://host[:port]`.
+fn parse_cors_origins<S: AsRef<str>>(items: &[S]) -> Result<CorsOrigins, String> {
+    let items: Vec<&str> = items
+        .iter()
+        .map(|s| s.as_ref().trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items == ["*"] {
+        return Ok(CorsOrigins::Any);
+    }
+    if items.is_empty() {
+        return Ok(CorsOrigins::Off);
+    }
+    items
+        .iter()
+        .map(|s| parse_origin(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map(CorsOrigins::Only)
+}
+
+/// One origin as browsers send it: `http` or `https`, a host, an optional port, and
+/// nothing else.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "contains '{s}', which is not an origin such as https://app.example.com \
+             (scheme://host[:port], no path; '*' alone allows any origin)"
+        )
+    };
+    let uri: warp::http::Uri = s.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let path_ok = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+    match (scheme.as_deref(), uri.authority()) {
+        (Some(scheme @ ("http" | "https")), Some(authority))
+            if path_ok && !authority.as_str().contains(['@', '*']) =>
+        {
+            Ok(format!(
+                "{scheme}://{}",
+                authority.as_str().to_ascii_lowercase()
+            ))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// A duration such as `90s`, `30m`, `7d` (or `1h 30m`); must be positive.
@@ -786,6 +853,21 @@ pub fn load_with(
         d.auth.issuer,
     );
 
+    let cors = pick(
+        [
+            None,
+            env.get(&["AUTHCTL_CORS_ALLOWED_ORIGINS"], |s| {
+                parse_cors_origins(&s.split(',').collect::<Vec<_>>())
+            })?,
+            file_value(
+                file.cors.allowed_origins.as_deref(),
+                "cors.allowed_origins",
+                parse_cors_origins,
+            )?,
+        ],
+        d.cors,
+    );
+
     Ok(Settings {
         database_url,
         pool_min,
@@ -803,6 +885,7 @@ pub fn load_with(
             refresh_reuse_grace,
             issuer,
         },
+        cors,
     })
 }
 
@@ -993,6 +1076,58 @@ mod tests {
         assert_eq!(s.auth.bcrypt_cost, 5);
         overrides.bind = Some("127.0.0.1:3333".into());
         assert_eq!(load_with(&overrides, &env).unwrap().bind.port(), 3333);
+    }
+
+    #[test]
+    fn cors_is_off_unless_origins_are_configured() {
+        assert_eq!(load_env(&[]).unwrap().cors, CorsOrigins::Off);
+        let any = load_env(&[("AUTHCTL_CORS_ALLOWED_ORIGINS", "*")]).unwrap();
+        assert_eq!(any.cors, CorsOrigins::Any);
+        let some = load_env(&[(
+            "AUTHCTL_CORS_ALLOWED_ORIGINS",
+            "https://App.Example.com, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            some.cors,
+            CorsOrigins::Only(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        for bad in [
+            "https://app.example.com/path",
+            "app.example.com",
+            "ftp://app.example.com",
+            "*, https://app.example.com",
+            "https://user@app.example.com",
+        ] {
+            let msg = config_error(load_env(&[("AUTHCTL_CORS_ALLOWED_ORIGINS", bad)]));
+            assert!(msg.contains("AUTHCTL_CORS_ALLOWED_ORIGINS"), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authctl.toml");
+        std::fs::write(
+            &path,
+            "[cors]\nallowed_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = load_with(&overrides, &|_| None).unwrap();
+        assert_eq!(
+            s.cors,
+            CorsOrigins::Only(vec!["https://app.example.com".into()])
+        );
+        std::fs::write(&path, "[cors]\nallowed_origins = [\"nope\"]\n").unwrap();
+        let msg = config_error(load_with(&overrides, &|_| None));
+        assert!(msg.contains("cors.allowed_origins"), "{msg}");
     }
 
     #[test]

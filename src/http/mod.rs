@@ -18,15 +18,18 @@ pub mod routes;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use warp::Filter;
-use warp::http::header::{HeaderMap, HeaderName, HeaderValue};
+use warp::filters::BoxedFilter;
+use warp::http::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
+use warp::{Filter, Reply};
 
-use crate::config::Settings;
+use crate::config::{CorsOrigins, Settings};
 use crate::service::AuthService;
 use rate_limit::RateLimits;
 
@@ -34,6 +37,7 @@ use rate_limit::RateLimits;
 pub struct AppState {
     service: OnceLock<Arc<AuthService>>,
     pub limits: RateLimits,
+    cors: CorsOrigins,
     draining: AtomicBool,
 }
 
@@ -42,6 +46,7 @@ impl AppState {
         Arc::new(AppState {
             service: OnceLock::new(),
             limits: RateLimits::new(&settings.rate_limit),
+            cors: settings.cors.clone(),
             draining: AtomicBool::new(false),
         })
     }
@@ -69,7 +74,15 @@ impl AppState {
 pub fn app(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    let inner = routes::routes(state).recover(rejection::handle).unify();
+    // Rejections become problem responses inside the CORS wrapper, so browsers can read
+    // them too; the outer `recover` answers the wrapper's own refusals.
+    let routes = routes::routes(state.clone())
+        .recover(rejection::handle)
+        .unify()
+        .boxed();
+    let inner = with_cors(routes, &state.cors)
+        .recover(rejection::handle)
+        .unify();
     warp::any()
         .map(Instant::now)
         .and(warp::method())
@@ -80,6 +93,25 @@ pub fn app(
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// CORS for the configured origins (`cors.allowed_origins`); without any, no CORS
+/// headers are sent and a preflight is a 405 like any other `OPTIONS`. warp answers
+/// preflights itself, and refuses a request from an origin not on the list with 403
+/// (a problem body, see [`rejection`]): a browser would hide the response anyway.
+fn with_cors(routes: BoxedFilter<(Response,)>, origins: &CorsOrigins) -> BoxedFilter<(Response,)> {
+    let builder = match origins {
+        CorsOrigins::Off => return routes,
+        CorsOrigins::Any => warp::cors().allow_any_origin(),
+        // Each origin was validated when the configuration was read.
+        CorsOrigins::Only(list) => warp::cors().allow_origins(list.iter().map(String::as_str)),
+    };
+    let cors = builder
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE, X_REQUEST_ID.clone()])
+        .expose_headers([X_REQUEST_ID.clone(), RETRY_AFTER, WWW_AUTHENTICATE])
+        .max_age(Duration::from_secs(600));
+    routes.with(cors).map(Reply::into_response).boxed()
+}
 
 /// Whether a client's request id is safe to echo and log.
 fn sane_request_id(v: &HeaderValue) -> Option<&str> {

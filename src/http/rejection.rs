@@ -48,7 +48,9 @@ pub async fn handle(rejection: Rejection) -> Result<Response, Infallible> {
             ),
         });
     }
-    let (status, detail) = if rejection.is_not_found() {
+    let (status, detail) = if let Some(e) = rejection.find::<warp::cors::CorsForbidden>() {
+        (StatusCode::FORBIDDEN, format!("CORS: {e}."))
+    } else if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "No such resource.".to_string())
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
