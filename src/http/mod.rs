@@ -15,6 +15,7 @@ pub mod rate_limit;
 pub mod rejection;
 pub mod routes;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -71,9 +72,7 @@ impl AppState {
 
 /// The whole application: routes, rejection handling, security headers, request ids
 /// and the per-request log line.
-pub fn app(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     // Rejections become problem responses inside the CORS wrapper, so browsers can read
     // them too; the outer `recover` answers the wrapper's own refusals.
     let routes = routes::routes(state.clone())
@@ -83,6 +82,15 @@ pub fn app(
     let inner = with_cors(routes, &state.cors)
         .recover(rejection::handle)
         .unify();
+    observed(inner)
+}
+
+/// Wraps every response: security headers, the request id, and the request's one log
+/// line (with the cause of a 5xx, see [`problem::ServerFault`]).
+fn observed<F>(inner: F) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
+where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync,
+{
     warp::any()
         .map(Instant::now)
         .and(warp::method())
@@ -147,10 +155,18 @@ fn finish(
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     let status = resp.status();
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(target: "authctl::http", %method, path = path.as_str(), status = status.as_u16(), latency_ms, request_id, "request");
-    } else {
-        tracing::info!(target: "authctl::http", %method, path = path.as_str(), status = status.as_u16(), latency_ms, request_id, "request");
+    let fault = resp.extensions_mut().remove::<problem::ServerFault>();
+    let error = fault.as_ref().map(|f| f.0.as_str());
+    macro_rules! request_line {
+        ($level:expr) => {
+            tracing::event!(target: "authctl::http", $level, %method, path = path.as_str(),
+                status = status.as_u16(), latency_ms, request_id, error, "request")
+        };
+    }
+    match status {
+        StatusCode::INTERNAL_SERVER_ERROR => request_line!(tracing::Level::ERROR),
+        s if s.is_server_error() => request_line!(tracing::Level::WARN),
+        _ => request_line!(tracing::Level::INFO),
     }
     resp
 }
@@ -173,4 +189,63 @@ pub async fn serve(
         .graceful(shutdown)
         .run()
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Collects what the fmt layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_fault_is_logged_on_the_request_line_not_sent() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let inner = warp::any().map(|| {
+            problem::with_fault(
+                problem::problem(StatusCode::INTERNAL_SERVER_ERROR, "Opaque.", None),
+                "internal error: disk on fire".into(),
+            )
+        });
+        let resp = warp::test::request()
+            .path("/api/v1/auth/me")
+            .header("x-request-id", "req-42")
+            .reply(&observed(inner))
+            .await;
+        assert_eq!(resp.status(), 500);
+        let body = String::from_utf8_lossy(resp.body()).into_owned();
+        assert!(!body.contains("disk on fire"), "{body}");
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(logs.trim()).expect(&logs);
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["request_id"], "req-42");
+        assert_eq!(line["status"], 500);
+        assert_eq!(line["error"], "internal error: disk on fire");
+    }
 }

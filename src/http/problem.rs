@@ -55,30 +55,41 @@ pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) 
     resp
 }
 
-/// Renders an error. Internal errors are logged with their cause chain and answered
-/// with an opaque body.
+/// Why a request failed on the server's side: logged on the request's own log line
+/// (with its request id, see [`super::finish`]), never sent to the client.
+#[derive(Debug, Clone)]
+pub struct ServerFault(pub String);
+
+/// Attaches the cause of a 5xx to its response, for the request's log line.
+pub fn with_fault(mut resp: Response, cause: String) -> Response {
+    resp.extensions_mut().insert(ServerFault(cause));
+    resp
+}
+
+/// Renders an error. Internal errors carry their cause chain to the request's log line
+/// and are answered with an opaque body.
 pub fn from_error(err: &Error) -> Response {
     let status = err.status();
     let mut resp = match err {
         Error::Validation(errors) => {
             problem(status, "One or more fields are invalid.", Some(errors))
         }
-        Error::Internal(cause) => {
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-            problem(status, "An internal error occurred.", None)
-        }
-        Error::Config(msg) => {
-            tracing::error!(error = %msg, "configuration error while serving");
-            problem(status, "An internal error occurred.", None)
-        }
-        Error::Unavailable(cause) => {
-            tracing::warn!(error = %cause, "database unavailable");
+        Error::Internal(cause) => with_fault(
+            problem(status, "An internal error occurred.", None),
+            format!("internal error: {cause:#}"),
+        ),
+        Error::Config(msg) => with_fault(
+            problem(status, "An internal error occurred.", None),
+            format!("configuration error while serving: {msg}"),
+        ),
+        Error::Unavailable(cause) => with_fault(
             problem(
                 status,
                 "The database is unavailable; try again shortly.",
                 None,
-            )
-        }
+            ),
+            format!("database unavailable: {cause}"),
+        ),
         Error::InvalidCredentials => problem(status, "Incorrect username or password.", None),
         other => problem(status, &capitalize(&other.to_string()), None),
     };

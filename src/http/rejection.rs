@@ -8,7 +8,7 @@ use warp::http::header::{ALLOW, HeaderValue};
 use warp::reply::Response;
 use warp::{Rejection, reject::Reject};
 
-use super::problem::{from_error, problem};
+use super::problem::{from_error, problem, with_fault};
 use crate::error::Error;
 
 /// A service error raised inside a filter (rate limit, not ready, bad body).
@@ -91,11 +91,14 @@ pub async fn handle(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         (StatusCode::BAD_REQUEST, "Invalid query string.".to_string())
     } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "An internal error occurred.".to_string(),
-        )
+        return Ok(with_fault(
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An internal error occurred.",
+                None,
+            ),
+            format!("unhandled rejection: {rejection:?}"),
+        ));
     };
     Ok(problem(status, &detail, None))
 }
