@@ -123,6 +123,16 @@ async fn invalid_fields_are_422_naming_each_field(backend: Backend) {
     for e in body["errors"].as_array().unwrap() {
         assert!(e["message"].is_string());
     }
+    // A mistyped field does not hide another field's invalid content.
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "not-an-email", "username": 42, "password": "ok-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(r, 422).await;
+    assert_eq!(fields(&body), ["email", "username"]);
     app.shutdown().await;
 }
 

@@ -16,6 +16,7 @@ use super::AppState;
 use super::handlers;
 use super::rate_limit::Endpoint;
 use super::rejection::{ApiReject, HttpReject};
+use crate::domain::{Email, Password, Username};
 use crate::error::{Error, FieldError};
 use crate::service::AuthService;
 
@@ -28,7 +29,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             warp::post()
                 .and(limited(state.clone(), Endpoint::Register))
                 .and(with_service(state.clone()))
-                .and(json_fields(&["email", "username", "password"]))
+                .and(json_fields(REGISTER_FIELDS))
                 .then(handlers::register)
                 .or(method_not_allowed(&["POST"]))
                 .unify(),
@@ -63,7 +64,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             warp::post()
                 .and(limited(state.clone(), Endpoint::Refresh))
                 .and(with_service(state.clone()))
-                .and(json_fields(&["refresh_token"]))
+                .and(json_fields(REFRESH_TOKEN_FIELD))
                 .then(handlers::refresh)
                 .or(method_not_allowed(&["POST"]))
                 .unify(),
@@ -74,7 +75,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(
             warp::post()
                 .and(with_service(state.clone()))
-                .and(json_fields(&["refresh_token"]))
+                .and(json_fields(REFRESH_TOKEN_FIELD))
                 .then(handlers::revoke)
                 .or(method_not_allowed(&["POST"]))
                 .unify(),
@@ -215,38 +216,59 @@ fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone 
         .unify()
 }
 
+/// A field of a JSON body: its name, and its content rule (the domain's parser), which
+/// the 422 for another field's missing or mistyped value reports alongside, so a client
+/// learns every problem at once. When every field is a string, the service applies the
+/// same rules.
+pub(crate) type Field = (&'static str, fn(&str) -> Result<(), String>);
+
+const REGISTER_FIELDS: &[Field] = &[
+    ("email", |s| Email::parse(s).map(drop)),
+    ("username", |s| Username::parse(s).map(drop)),
+    ("password", |s| Password::parse(s).map(drop)),
+];
+
+/// Any string: an unknown refresh token is a 401, not a 422.
+const REFRESH_TOKEN_FIELD: &[Field] = &[("refresh_token", |_| Ok(()))];
+
 /// A JSON object body with every named field present as a string; 400 on malformed
-/// JSON, 422 naming each missing or mistyped field.
+/// JSON, 422 naming each missing, mistyped or (then) invalid field.
 fn json_fields(
-    names: &'static [&'static str],
+    fields: &'static [Field],
 ) -> impl Filter<Extract = (Vec<String>,), Error = Rejection> + Clone {
     content_type("application/json")
         .and(limited_body())
         .and_then(move |body: Bytes| async move {
-            extract_fields(&body, names).map_err(|e| warp::reject::custom(ApiReject(e)))
+            extract_fields(&body, fields).map_err(|e| warp::reject::custom(ApiReject(e)))
         })
 }
 
-pub(crate) fn extract_fields(body: &[u8], names: &[&str]) -> Result<Vec<String>, Error> {
+pub(crate) fn extract_fields(body: &[u8], fields: &[Field]) -> Result<Vec<String>, Error> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Error::MalformedBody(format!("not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(Error::validation("body", "must be a JSON object"));
     };
-    let mut errors = Vec::new();
-    let mut values = Vec::with_capacity(names.len());
-    for name in names {
-        match object.get(*name) {
-            Some(serde_json::Value::String(s)) => values.push(s.clone()),
-            Some(_) => errors.push(FieldError::new(*name, "must be a string")),
-            None => errors.push(FieldError::new(*name, "field required")),
-        }
+    let found: Vec<Result<&str, &str>> = fields
+        .iter()
+        .map(|(name, _)| match object.get(*name) {
+            Some(serde_json::Value::String(s)) => Ok(s.as_str()),
+            Some(_) => Err("must be a string"),
+            None => Err("field required"),
+        })
+        .collect();
+    if found.iter().all(Result::is_ok) {
+        return Ok(found.into_iter().flatten().map(str::to_owned).collect());
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(Error::Validation(errors))
-    }
+    let errors = fields
+        .iter()
+        .zip(found)
+        .filter_map(|((name, rule), value)| match value {
+            Ok(s) => rule(s).err().map(|m| FieldError::new(*name, m)),
+            Err(m) => Some(FieldError::new(*name, m)),
+        })
+        .collect();
+    Err(Error::Validation(errors))
 }
 
 /// An `application/x-www-form-urlencoded` body (the OAuth2 password form).
