@@ -19,8 +19,10 @@
 //! It prints a Markdown table per backend with PASS/MISS per target (informational)
 //! and one JSON line per scenario on stdout; progress goes to stderr. The client shares
 //! the machine with the server, so each row also says how much CPU *other* processes
-//! took meanwhile: a run where that is not ~0 % was disturbed. `--smoke` exits 1 when
-//! any request failed or a refresh chain broke, and never judges timings.
+//! took meanwhile: a run where that is not ~0 % was disturbed. `liveness` and `me`, whose
+//! ratio is a target, are measured in alternating rounds so that a host slowing down
+//! for a while slows both alike. `--smoke` exits 1 when any request failed or a refresh
+//! chain broke, and never judges timings.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, Read, Write};
@@ -886,6 +888,22 @@ impl Stats {
         }
     }
 
+    /// Adds a round of the same load measured in its own window: counts, latencies and
+    /// windows add up; CPU per request and others' share are averaged by weight.
+    fn add_round(&mut self, round: Stats) {
+        let (n0, n1) = (self.answered as f64, round.answered as f64);
+        let by_requests = |a: f64, b: f64| (a * n0 + b * n1) / (n0 + n1).max(1.0);
+        self.server_cpu_us = by_requests(self.server_cpu_us, round.server_cpu_us);
+        self.db_cpu_us = by_requests(self.db_cpu_us, round.db_cpu_us);
+        let (w0, w1) = (self.window.as_secs_f64(), round.window.as_secs_f64());
+        self.others_cpu_pct =
+            (self.others_cpu_pct * w0 + round.others_cpu_pct * w1) / (w0 + w1).max(1e-9);
+        let window = self.window + round.window;
+        self.merge(round);
+        self.latencies_us.sort_unstable();
+        self.window = window;
+    }
+
     fn finish(mut self, window: Duration) -> Stats {
         self.latencies_us.sort_unstable();
         self.window = window;
@@ -1030,7 +1048,49 @@ async fn run_load(
     expect: StatusCode,
     make: MakeRequest,
 ) -> Stats {
-    let window = Window::after(plan.warmup, plan.measure);
+    run_load_in(
+        target,
+        Window::after(plan.warmup, plan.measure),
+        conns,
+        expect,
+        make,
+    )
+    .await
+}
+
+/// Rounds in which `liveness` and `me` alternate (one in smoke mode).
+const PAIRED_ROUNDS: u32 = 4;
+
+/// Runs the given loads in alternating rounds (a, b, a, b, …), each round on fresh
+/// connections with half the usual warm-up and its share of the measuring time, and
+/// adds the rounds up per load. A host that slows down for a while (another tenant,
+/// CPU steal) then slows every load alike, so the ratio of their rates — what the `me`
+/// target compares — stays fair; measured back to back, it drifted by ±10 %.
+async fn run_alternating(
+    target: &Target,
+    plan: &Plan,
+    conns: usize,
+    loads: Vec<MakeRequest>,
+) -> Vec<Stats> {
+    let rounds = if plan.smoke { 1 } else { PAIRED_ROUNDS };
+    let mut totals: Vec<Stats> = loads.iter().map(|_| Stats::default()).collect();
+    for _ in 0..rounds {
+        for (make, total) in loads.iter().zip(totals.iter_mut()) {
+            let window = Window::after(plan.warmup / 2, plan.measure / rounds);
+            let round = run_load_in(target, window, conns, StatusCode::OK, make.clone()).await;
+            total.add_round(round);
+        }
+    }
+    totals
+}
+
+async fn run_load_in(
+    target: &Target,
+    window: Window,
+    conns: usize,
+    expect: StatusCode,
+    make: MakeRequest,
+) -> Stats {
     let before = CpuSnap::take(target.server_pid);
     let mut stats = collect(
         start_load(target, conns, window, expect, None, make),
@@ -1212,36 +1272,38 @@ async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String> {
     }
     let bearers = Arc::new(bearers);
 
-    // liveness: the server's own ceiling.
-    let mut liveness = Stats::default();
-    if plan.runs("liveness") {
-        eprintln!("liveness: 64 connections …");
-        let t = target.clone();
-        liveness = run_load(
+    // liveness (the server's own ceiling) and me (JWT check + one query per request),
+    // measured in alternating rounds: their ratio is a target.
+    let (t, b) = (target.clone(), bearers.clone());
+    let me_make: MakeRequest =
+        Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()])));
+    let t = target.clone();
+    let liveness_make: MakeRequest = Arc::new(move |_, _| get(&t, "/health/liveness", None));
+    let paired: Vec<(&str, MakeRequest)> = [("liveness", liveness_make), ("me", me_make)]
+        .into_iter()
+        .filter(|(name, _)| plan.runs(name))
+        .collect();
+    let (mut liveness, mut me) = (Stats::default(), Stats::default());
+    if !paired.is_empty() {
+        let names: Vec<&str> = paired.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "{}: 64 connections, alternating rounds …",
+            names.join(" + ")
+        );
+        let results = run_alternating(
             &target,
             plan,
             64,
-            StatusCode::OK,
-            Arc::new(move |_, _| get(&t, "/health/liveness", None)),
+            paired.into_iter().map(|(_, make)| make).collect(),
         )
         .await;
-        emit(backend, "liveness", &liveness, json!({"connections": 64}));
-    }
-
-    // me: JWT check + one query per request.
-    let mut me = Stats::default();
-    if plan.runs("me") {
-        eprintln!("me: 64 connections …");
-        let (t, b) = (target.clone(), bearers.clone());
-        me = run_load(
-            &target,
-            plan,
-            64,
-            StatusCode::OK,
-            Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()]))),
-        )
-        .await;
-        emit(backend, "me", &me, json!({"connections": 64}));
+        for (name, stats) in names.into_iter().zip(results) {
+            emit(backend, name, &stats, json!({"connections": 64}));
+            match name {
+                "liveness" => liveness = stats,
+                _ => me = stats,
+            }
+        }
     }
 
     // login, with the bcrypt ceiling measured just before, in this process.
