@@ -1557,8 +1557,14 @@ async fn refresh_chains(
                 }
             }
             if let (false, Some(acc)) = (broken, access) {
-                let bearer = HeaderValue::from_str(&format!("Bearer {acc}")).expect("token header");
-                match send(&mut sender, get(&t, "/api/v1/auth/me", Some(&bearer))).await {
+                // The server's access token, used as a header: a broken chain if it is not one.
+                let checked = match HeaderValue::from_str(&format!("Bearer {acc}")) {
+                    Ok(bearer) => send(&mut sender, get(&t, "/api/v1/auth/me", Some(&bearer)))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("the access token is not a header value: {e}")),
+                };
+                match checked {
                     Ok((StatusCode::OK, _)) => {}
                     other => {
                         broken = true;
