@@ -56,7 +56,7 @@ pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) 
 }
 
 /// Why a request failed on the server's side: logged on the request's own log line
-/// (with its request id, see [`super::finish`]), never sent to the client.
+/// (with its request id, see `middleware`), never sent to the client.
 #[derive(Debug, Clone)]
 pub struct ServerFault(pub String);
 

@@ -1,28 +1,15 @@
-//! The one `recover`: turns every rejection — ours and warp's own — into a problem
-//! response, so no request ever gets an HTML page or an empty 500.
+//! The one `recover`: turns every rejection — ours (raised in `filters`) and warp's
+//! own — into a problem response, so no request ever gets an HTML page or an empty 500.
 
 use std::convert::Infallible;
 
+use warp::Rejection;
 use warp::http::StatusCode;
 use warp::http::header::{ALLOW, HeaderValue};
 use warp::reply::Response;
-use warp::{Rejection, reject::Reject};
 
+use super::filters::{ApiReject, HttpReject, MAX_BODY_BYTES};
 use super::problem::{from_error, problem, with_fault};
-use crate::error::Error;
-
-/// A service error raised inside a filter (rate limit, not ready, bad body).
-#[derive(Debug)]
-pub struct ApiReject(pub Error);
-impl Reject for ApiReject {}
-
-/// HTTP-level refusals that have no place in the domain error.
-#[derive(Debug)]
-pub enum HttpReject {
-    MethodNotAllowed(&'static [&'static str]),
-    UnsupportedMediaType(&'static str),
-}
-impl Reject for HttpReject {}
 
 pub async fn handle(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(ApiReject(err)) = rejection.find::<ApiReject>() {
@@ -55,10 +42,7 @@ pub async fn handle(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "The request body exceeds {} bytes.",
-                super::routes::MAX_BODY_BYTES
-            ),
+            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
         )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (

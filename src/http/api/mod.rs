@@ -1,0 +1,80 @@
+//! The REST API, one file per endpoint. Each holds its route filter (built from
+//! [`filters`](super::filters)), its body type (the serde target and the OpenAPI
+//! schema at once), its handler and the handler's `#[utoipa::path]`:
+//!
+//! - [`register`]: `POST /api/v1/auth/register`;
+//! - [`token`]: `POST /api/v1/auth/token` (login, the OAuth2 password form);
+//! - [`me`]: `GET /api/v1/auth/me`;
+//! - [`refresh`]: `POST /api/v1/auth/refresh` (and the body `/revoke` shares);
+//! - [`revoke`]: `POST /api/v1/auth/revoke`;
+//! - [`health`]: `GET /health/{liveness,readiness,startup}`;
+//! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
+//!
+//! A new endpoint is a new file here, a line in [`routes`], and a line in the
+//! document's `paths(...)` (`docs`).
+
+pub mod health;
+pub mod me;
+pub mod refresh;
+pub mod register;
+pub mod reply;
+pub mod revoke;
+pub mod token;
+
+use std::sync::Arc;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use super::state::AppState;
+
+/// Every endpoint of the API (the docs pages are `docs::routes`).
+pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
+    register::route(state)
+        .or(token::route(state))
+        .unify()
+        .or(me::route(state))
+        .unify()
+        .or(refresh::route(state))
+        .unify()
+        .or(revoke::route(state))
+        .unify()
+        .or(health::routes(state))
+        .unify()
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+    use utoipa::openapi::{RefOr, Schema};
+
+    use super::refresh::RefreshRequest;
+    use super::register::RegisterRequest;
+    use super::token::LoginForm;
+    use crate::http::filters::Body;
+
+    /// The names a body's `FIELDS` list, in order, against the fields its schema
+    /// documents: all required, in declaration order.
+    fn assert_listed_as_documented<T: Body + PartialSchema>() {
+        let listed: Vec<String> = T::FIELDS.iter().map(|f| f.name.to_owned()).collect();
+        let RefOr::T(Schema::Object(object)) = T::schema() else {
+            panic!("a body is an object schema");
+        };
+        assert_eq!(listed, object.required);
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            object.properties.keys().cloned().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn every_body_lists_exactly_the_fields_its_schema_documents() {
+        assert_listed_as_documented::<RegisterRequest>();
+        assert_listed_as_documented::<LoginForm>();
+        assert_listed_as_documented::<RefreshRequest>();
+    }
+}

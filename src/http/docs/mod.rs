@@ -1,0 +1,246 @@
+//! The API's own documentation, served from the binary so it works without internet:
+//!
+//! - [`ApiDoc`]: the OpenAPI document, generated from the code by utoipa (the
+//!   `#[utoipa::path]` on each endpoint in `api`, their body and reply types);
+//!   `GET /openapi.json` serves it and `authctl openapi` prints it ([`openapi_json`]);
+//! - [`responses`]: the documented error responses the operations share;
+//! - [`viewers`]: `GET /docs` (Swagger UI) and `GET /redoc` (ReDoc), vendored.
+//!
+//! Dependencies point one way: this file names the endpoints (to list them), the
+//! endpoints name [`responses`], and `responses` names no endpoint.
+
+pub mod responses;
+pub mod viewers;
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    HeaderBuilder, ObjectBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response as ResponseDoc, Type,
+};
+use utoipa::{Modify, OpenApi};
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use super::api;
+use super::api::health::Health;
+use super::api::refresh::RefreshRequest;
+use super::api::register::RegisterRequest;
+use super::api::reply::UserResponse;
+use super::api::token::LoginForm;
+use super::filters::get;
+use super::problem::{Problem, from_error};
+use crate::error::{Error, FieldError};
+use crate::service::TokenPair;
+
+/// The security scheme name that protected operations refer to.
+pub const BEARER_SCHEME: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "authctl",
+        description = "JWT authentication REST API: register, log in with the OAuth2 \
+            password form, call protected APIs with a Bearer access token, rotate and revoke \
+            refresh tokens. Errors are `application/problem+json` (RFC 9457). Every response \
+            carries `X-Request-Id`. Unknown paths answer 404, known paths with the wrong \
+            method 405 with `Allow`, both with problem bodies."
+    ),
+    paths(
+        api::register::register,
+        api::token::login,
+        api::me::me,
+        api::refresh::refresh,
+        api::revoke::revoke,
+        api::health::liveness,
+        api::health::readiness,
+        api::health::startup,
+        openapi_document,
+        viewers::swagger_ui,
+        viewers::redoc,
+    ),
+    components(
+        schemas(
+            RegisterRequest,
+            LoginForm,
+            RefreshRequest,
+            UserResponse,
+            TokenPair,
+            Health,
+            Problem,
+            FieldError
+        ),
+        responses(
+            responses::BadRequest,
+            responses::BadCredentials,
+            responses::Unauthorized,
+            responses::InvalidRefreshToken,
+            responses::Conflict,
+            responses::LengthRequired,
+            responses::PayloadTooLarge,
+            responses::UnsupportedMediaType,
+            responses::ValidationFailed,
+            responses::TooManyRequests,
+            responses::Unavailable
+        )
+    ),
+    modifiers(&BearerScheme, &RetryAfterHeader, &RequestIdHeader),
+    tags(
+        (name = "auth", description = "Registration, login, tokens and sessions."),
+        (name = "health", description = "Probes for orchestrators and load balancers."),
+        (name = "docs", description = "This document and its viewers, served from the binary."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the HTTP Bearer (JWT) security scheme.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `/api/v1/auth/token` or `/api/v1/auth/refresh`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `Retry-After` is whole seconds, at least 1 (the derive can only say "unsigned").
+struct RetryAfterHeader;
+
+impl Modify for RetryAfterHeader {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(RefOr::T(response)) = components.responses.get_mut("TooManyRequests") else {
+            return;
+        };
+        if let Some(RefOr::T(header)) = response.headers.get_mut("Retry-After") {
+            header.schema = Some(RefOr::T(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .into(),
+            ));
+        }
+    }
+}
+
+/// Documents `X-Request-Id` on every response: one shared header component, referred
+/// to from each response.
+struct RequestIdHeader;
+
+impl RequestIdHeader {
+    const NAME: &'static str = "X-Request-Id";
+}
+
+impl Modify for RequestIdHeader {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let header = HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(128))
+                    .pattern(Some("^[A-Za-z0-9._-]+$")),
+            ))
+            .description(Some(
+                "The request's own `X-Request-Id` if it sent a sane one (at most 128 of \
+                 `A-Z a-z 0-9 . _ -`), else a new one; also in the server's log line.",
+            ))
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .headers
+            .insert(Self::NAME.to_string(), RefOr::T(header));
+        let reference = || RefOr::Ref(Ref::new(format!("#/components/headers/{}", Self::NAME)));
+        let add = |response: &mut RefOr<ResponseDoc>| {
+            if let RefOr::T(response) = response {
+                response.headers.insert(Self::NAME.to_string(), reference());
+            }
+        };
+        components.responses.values_mut().for_each(add);
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+                &mut item.query,
+            ];
+            for op in operations.into_iter().flatten() {
+                op.responses.responses.values_mut().for_each(add);
+            }
+        }
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> OpenApiDoc {
+    ApiDoc::openapi()
+}
+
+/// The OpenAPI document as pretty-printed JSON (what `/openapi.json` serves and
+/// `authctl openapi` prints).
+pub fn openapi_json() -> Result<String, Error> {
+    openapi().to_pretty_json().map_err(|e| {
+        Error::Internal(anyhow::Error::new(e).context("serializing the OpenAPI document"))
+    })
+}
+
+/// The document, serialized once (compact, for `/openapi.json`).
+static DOCUMENT: LazyLock<Result<Bytes, String>> = LazyLock::new(|| {
+    serde_json::to_vec(&openapi())
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+});
+
+/// `GET /openapi.json`, `/docs[/…]`, `/redoc[/…]`; other methods 405.
+pub fn routes() -> BoxedFilter<(Response,)> {
+    let document = warp::path("openapi.json")
+        .and(warp::path::end())
+        .and(get(warp::any().map(openapi_document)))
+        .boxed();
+    document.or(viewers::routes()).unify().boxed()
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "docs",
+    operation_id = "openapi",
+    summary = "This OpenAPI document",
+    description = "The OpenAPI document of this API, generated from the code; \
+        `authctl openapi` prints the same document without a server.",
+    responses((status = 200, description = "The OpenAPI document.", body = Object,
+        content_type = "application/json")),
+)]
+pub fn openapi_document() -> Response {
+    match DOCUMENT.as_ref() {
+        Ok(json) => viewers::asset(
+            "application/json",
+            viewers::NO_CACHE,
+            Response::new(json.clone().into()),
+        ),
+        Err(e) => from_error(&Error::Internal(anyhow::anyhow!(
+            "serializing the OpenAPI document: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,85 @@
+//! The documented error responses the operations share, every one a problem+json body
+//! ([`Problem`]). Endpoints name them in their `#[utoipa::path]`; this file imports
+//! nothing from the endpoints, so documentation and endpoints depend one way.
+
+use utoipa::ToResponse;
+
+use crate::http::problem::Problem;
+
+/// The body is not valid JSON (or not a valid form).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct BadRequest(pub Problem<'static>);
+
+/// Incorrect username or password: one answer for an unknown user, a wrong password
+/// and an inactive user.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+)]
+pub struct BadCredentials(pub Problem<'static>);
+
+/// No valid Bearer access token: missing, malformed, expired, its session revoked, or
+/// its user disabled or deleted.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers((
+        "WWW-Authenticate" = String,
+        description = "`Bearer` when no token was sent; `Bearer error=\"invalid_token\", \
+                       error_description=\"…\"` when the token was refused (RFC 6750)."
+    ))
+)]
+pub struct Unauthorized(pub Problem<'static>);
+
+/// The refresh token is unknown, expired, revoked or already rotated (reusing a rotated
+/// token revokes its whole session).
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers((
+        "WWW-Authenticate" = String,
+        description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"
+    ))
+)]
+pub struct InvalidRefreshToken(pub Problem<'static>);
+
+/// The email or the username is already registered (compared case-insensitively).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Conflict(pub Problem<'static>);
+
+/// The body was sent without a `Content-Length` (e.g. chunked).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct LengthRequired(pub Problem<'static>);
+
+/// The body exceeds 16 KiB (16 384 bytes are accepted).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct PayloadTooLarge(pub Problem<'static>);
+
+/// `Content-Type` is missing or not the one this operation takes.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct UnsupportedMediaType(pub Problem<'static>);
+
+/// Well-formed, but a field is missing, mistyped or invalid; `errors` names each.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct ValidationFailed(pub Problem<'static>);
+
+/// Rate limited (per client IP and endpoint); retry after `Retry-After` seconds.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1."))
+)]
+pub struct TooManyRequests(pub Problem<'static>);
+
+/// Not ready: still starting, shutting down, or the database is unavailable. Retry
+/// shortly.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Unavailable(pub Problem<'static>);

@@ -1,0 +1,429 @@
+//! The reusable filters every endpoint is built from, in the matrix-authentication-
+//! service style: the service once started ([`with_service`]), a rate-limit token
+//! ([`limited`]), a typed body ([`json`], [`form`]) within [`MAX_BODY_BYTES`], the
+//! presented access token ([`bearer`]), and one method per path with a 405 for the
+//! others ([`post`], [`get`], [`method_not_allowed`]).
+//!
+//! The refusals raised here are [`ApiReject`] and [`HttpReject`]; `rejection` turns
+//! them (and warp's own) into problem responses. Field errors of a body are collected
+//! here and nowhere else ([`Body`]).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::value::MapDeserializer;
+use serde::de::{DeserializeOwned, Deserializer};
+use serde::{Deserialize, de};
+use warp::filters::BoxedFilter;
+use warp::http::Method;
+use warp::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
+use warp::reply::Response;
+use warp::{Filter, Rejection, reject::Reject};
+
+use super::rate_limit::Endpoint;
+use super::state::AppState;
+use crate::domain::{Email, Password, Username};
+use crate::error::{Error, FieldError};
+use crate::service::AuthService;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024;
+
+/// A service error raised inside a filter (rate limit, not ready, bad body).
+#[derive(Debug)]
+pub struct ApiReject(pub Error);
+impl Reject for ApiReject {}
+
+/// HTTP-level refusals that have no place in the domain error.
+#[derive(Debug)]
+pub enum HttpReject {
+    MethodNotAllowed(&'static [&'static str]),
+    UnsupportedMediaType(&'static str),
+}
+impl Reject for HttpReject {}
+
+fn api_reject(err: Error) -> Rejection {
+    warp::reject::custom(ApiReject(err))
+}
+
+// ----- the service, limits, methods ------------------------------------------------
+
+/// The service, once startup has finished; 503 before.
+pub fn with_service(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AuthService>,), Error = Rejection> + Clone {
+    warp::any().and_then(move || {
+        let service = state.service().cloned();
+        async move { service.ok_or_else(|| api_reject(Error::NotReady("the server is starting"))) }
+    })
+}
+
+/// Takes one request from the client's quota for `endpoint`, before anything else.
+pub fn limited(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and_then(move |peer: Option<SocketAddr>, xff: Option<String>| {
+            let state = state.clone();
+            async move {
+                let client = state.limits.client_ip(peer.map(|p| p.ip()), xff.as_deref());
+                state.limits.check(endpoint, client).map_err(api_reject)
+            }
+        })
+        .untuple_one()
+}
+
+/// `route` for `POST`; any other method is a 405 with `Allow: POST`.
+pub fn post<F>(route: F) -> BoxedFilter<(Response,)>
+where
+    F: Filter<Extract = (Response,)> + Clone + Send + Sync + 'static,
+    F::Error: Into<Rejection>,
+{
+    warp::post()
+        .and(route.boxed())
+        .or(method_not_allowed(&["POST"]))
+        .unify()
+        .boxed()
+}
+
+/// `route` for `GET`; any other method is a 405 with `Allow: GET`.
+pub fn get<F>(route: F) -> BoxedFilter<(Response,)>
+where
+    F: Filter<Extract = (Response,)> + Clone + Send + Sync + 'static,
+    F::Error: Into<Rejection>,
+{
+    warp::get()
+        .and(route.boxed())
+        .or(method_not_allowed(&["GET"]))
+        .unify()
+        .boxed()
+}
+
+/// Answers 405 with `Allow` for any method not in `allow`; passes (404) otherwise,
+/// so the real route's own rejection (415, 413, …) wins.
+pub fn method_not_allowed(allow: &'static [&'static str]) -> BoxedFilter<(Response,)> {
+    warp::method()
+        .and_then(move |m: Method| async move {
+            if allow.contains(&m.as_str()) {
+                Err(warp::reject::not_found())
+            } else {
+                Err(warp::reject::custom(HttpReject::MethodNotAllowed(allow)))
+            }
+        })
+        .boxed()
+}
+
+// ----- the access token ------------------------------------------------------------
+
+/// An access token as a client presented it: not yet verified. Its `Debug` hides it.
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken([REDACTED])")
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme in any case), or `None` when
+/// the header is missing, names another scheme or carries an empty token. The
+/// endpoint answers `None` with its own 401 ([`Error::MissingToken`]), so that 401
+/// gets the endpoint's headers like every other answer of it.
+pub fn bearer() -> impl Filter<Extract = (Option<BearerToken>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").map(|header: Option<String>| {
+        let (scheme, token) = header.as_deref()?.trim().split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+            .then(|| BearerToken(token.to_owned()))
+    })
+}
+
+// ----- bodies ----------------------------------------------------------------------
+
+/// A request body: the endpoint's serde target (and, by its `ToSchema`, its OpenAPI
+/// schema), whose fields are all strings — JSON strings, or form values.
+///
+/// A derived `Deserialize` stops at the first bad field; `FIELDS` lets a 422 name
+/// every one at once: a missing or mistyped field together with every other field's
+/// invalid content, in this order.
+pub trait Body: DeserializeOwned + Send + 'static {
+    /// Every field of the type with its content rule.
+    const FIELDS: &'static [Field];
+}
+
+/// A body field: its name and its content rule.
+pub struct Field {
+    pub name: &'static str,
+    check: fn(&str) -> Result<(), String>,
+}
+
+impl Field {
+    /// A field that holds a `T`, by `T`'s own parser.
+    pub const fn of<T: FieldValue>(name: &'static str) -> Field {
+        Field {
+            name,
+            check: check::<T>,
+        }
+    }
+}
+
+fn check<T: FieldValue>(raw: &str) -> Result<(), String> {
+    T::parse(raw).map(drop)
+}
+
+/// What a body field may hold: a type with a parser from the raw string. The domain's
+/// types are parsed by their own `parse`, so a body holds only valid values.
+pub trait FieldValue: Sized {
+    fn parse(raw: &str) -> Result<Self, String>;
+}
+
+/// Any string: e.g. an unknown refresh token is a 401, not a 422.
+impl FieldValue for String {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_owned())
+    }
+}
+
+impl FieldValue for Email {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Email::parse(raw)
+    }
+}
+
+impl FieldValue for Username {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Username::parse(raw)
+    }
+}
+
+impl FieldValue for Password {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Password::parse(raw)
+    }
+}
+
+/// `#[serde(deserialize_with = "parsed")]`: a body field of a [`FieldValue`] type.
+pub fn parsed<'de, D: Deserializer<'de>, T: FieldValue>(d: D) -> Result<T, D::Error> {
+    let raw = String::deserialize(d)?;
+    T::parse(&raw).map_err(de::Error::custom)
+}
+
+/// A body field as the client sent it.
+enum Sent<'a> {
+    Text(&'a str),
+    NotText,
+    Missing,
+}
+
+/// Builds a `T` from the fields a client sent. On failure, a 422 naming every field
+/// that is missing, mistyped or invalid: the one place field errors are collected.
+fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Error> {
+    let texts = T::FIELDS.iter().filter_map(|f| match sent(f.name) {
+        Sent::Text(s) => Some((f.name, s)),
+        Sent::NotText | Sent::Missing => None,
+    });
+    let failure = match T::deserialize(MapDeserializer::<_, de::value::Error>::new(texts)) {
+        Ok(body) => return Ok(body),
+        Err(e) => e,
+    };
+    let mut errors: Vec<FieldError> = T::FIELDS
+        .iter()
+        .filter_map(|f| {
+            let message = match sent(f.name) {
+                Sent::Text(s) => (f.check)(s).err()?,
+                Sent::NotText => "must be a string".to_owned(),
+                Sent::Missing => "field required".to_owned(),
+            };
+            Some(FieldError::new(f.name, message))
+        })
+        .collect();
+    if errors.is_empty() {
+        // Only when `FIELDS` and the type disagree: still the client's 422, with
+        // serde's own words.
+        errors.push(FieldError::new("body", failure.to_string()));
+    }
+    Err(Error::Validation(errors))
+}
+
+/// A JSON object body as `T`; 400 on malformed JSON, 422 naming each missing,
+/// mistyped or invalid field. Fields not in `T` are ignored.
+pub fn json<T: Body>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    content_type("application/json")
+        .and(limited_body())
+        .and_then(|body: Bytes| async move { parse_json::<T>(&body).map_err(api_reject) })
+}
+
+fn parse_json<T: Body>(body: &[u8]) -> Result<T, Error> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Error::MalformedBody(format!("not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(Error::validation("body", "must be a JSON object"));
+    };
+    from_fields(|name| match object.get(name) {
+        Some(serde_json::Value::String(s)) => Sent::Text(s),
+        Some(_) => Sent::NotText,
+        None => Sent::Missing,
+    })
+}
+
+/// An `application/x-www-form-urlencoded` body as `T`: 400 when it is not a form, 422
+/// naming each missing or invalid field. A field given twice counts once, first value
+/// first; fields not in `T` (OAuth2's `grant_type`, `scope`, …) are ignored.
+pub fn form<T: Body>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    content_type("application/x-www-form-urlencoded")
+        .and(limited_body())
+        .and_then(|body: Bytes| async move { parse_form::<T>(&body).map_err(api_reject) })
+}
+
+fn parse_form<T: Body>(body: &[u8]) -> Result<T, Error> {
+    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map_err(|e| Error::MalformedBody(format!("not a valid form: {e}")))?;
+    from_fields(|name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or(Sent::Missing, |(_, v)| Sent::Text(v))
+    })
+}
+
+/// Requires `Content-Type` to be `expected` (parameters such as charset allowed).
+fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(move |ct: Option<String>| async move {
+            let essence = ct
+                .as_deref()
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase());
+            if essence.as_deref() == Some(expected) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(HttpReject::UnsupportedMediaType(
+                    expected,
+                )))
+            }
+        })
+        .untuple_one()
+}
+
+/// The body, at most [`MAX_BODY_BYTES`] (413 beyond). A request with neither
+/// `Content-Length` nor `Transfer-Encoding` has an empty body (RFC 9112 §6.3), so it is
+/// read as empty; only a body of unknown length (chunked) is refused with 411.
+fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    let no_body = warp::header::headers_cloned().and_then(|headers: HeaderMap| async move {
+        if headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(Bytes::new())
+        }
+    });
+    no_body
+        .or(warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes()))
+        .unify()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body like register's: one free field, one with a content rule.
+    #[derive(Debug, Deserialize)]
+    struct Sample {
+        name: String,
+        #[serde(deserialize_with = "parsed")]
+        email: Email,
+    }
+
+    impl Body for Sample {
+        const FIELDS: &'static [Field] =
+            &[Field::of::<String>("name"), Field::of::<Email>("email")];
+    }
+
+    fn fields(err: Error) -> Vec<(String, String)> {
+        match err {
+            Error::Validation(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_json_body_becomes_its_type_and_ignores_other_fields() {
+        let body = br#"{"name": "n", "email": "a@example.com", "extra": 1}"#;
+        let sample = parse_json::<Sample>(body).unwrap();
+        assert_eq!(sample.name, "n");
+        assert_eq!(sample.email.as_str(), "a@example.com");
+    }
+
+    #[test]
+    fn a_mistyped_or_missing_field_is_reported_with_every_invalid_one() {
+        let err = parse_json::<Sample>(br#"{"name": 42, "email": "nope"}"#).unwrap_err();
+        let got = fields(err);
+        assert_eq!(got[0], ("name".into(), "must be a string".into()));
+        assert_eq!(got[1].0, "email");
+        assert!(got[1].1.contains("valid email"), "{got:?}");
+        let err = parse_json::<Sample>(br#"{"email": null}"#).unwrap_err();
+        assert_eq!(
+            fields(err),
+            [
+                ("name".into(), "field required".into()),
+                ("email".into(), "must be a string".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_a_non_object_422_on_the_body() {
+        assert!(matches!(
+            parse_json::<Sample>(b"{\"name\":"),
+            Err(Error::MalformedBody(_))
+        ));
+        assert_eq!(
+            fields(parse_json::<Sample>(b"[1]").unwrap_err()),
+            [("body".into(), "must be a JSON object".into())]
+        );
+    }
+
+    #[test]
+    fn a_form_takes_the_first_value_of_a_field_and_names_missing_ones() {
+        let sample = parse_form::<Sample>(b"email=a%40example.com&name=x&name=y").unwrap();
+        assert_eq!(sample.name, "x");
+        assert_eq!(
+            fields(parse_form::<Sample>(b"grant_type=password").unwrap_err()),
+            [
+                ("name".into(), "field required".into()),
+                ("email".into(), "field required".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_takes_the_token_of_the_bearer_scheme_only() {
+        let presented = |header: Option<&'static str>| async move {
+            let mut req = warp::test::request();
+            if let Some(h) = header {
+                req = req.header("authorization", h);
+            }
+            req.filter(&bearer())
+                .await
+                .unwrap()
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(presented(Some("Bearer abc")).await.as_deref(), Some("abc"));
+        assert_eq!(
+            presented(Some(" bEaReR   abc ")).await.as_deref(),
+            Some("abc")
+        );
+        assert_eq!(presented(Some("Basic abc")).await, None);
+        assert_eq!(presented(Some("Bearer ")).await, None);
+        assert_eq!(presented(Some("Bearer")).await, None);
+        assert_eq!(presented(None).await, None);
+    }
+}

@@ -1,0 +1,51 @@
+//! [`AppState`]: what every request shares — the service once started, the rate
+//! limits, the CORS origins, and whether the server is draining.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::rate_limit::RateLimits;
+use crate::config::{CorsOrigins, Settings};
+use crate::service::AuthService;
+
+/// Shared by every request.
+pub struct AppState {
+    service: OnceLock<Arc<AuthService>>,
+    pub limits: RateLimits,
+    cors: CorsOrigins,
+    draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings) -> Arc<Self> {
+        Arc::new(AppState {
+            service: OnceLock::new(),
+            limits: RateLimits::new(&settings.rate_limit),
+            cors: settings.cors.clone(),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks startup finished; from now on the API answers.
+    pub fn set_ready(&self, service: Arc<AuthService>) {
+        let _ = self.service.set(service);
+    }
+
+    /// The service, once startup has finished.
+    pub fn service(&self) -> Option<&Arc<AuthService>> {
+        self.service.get()
+    }
+
+    /// The origins CORS answers (`cors.allowed_origins`).
+    pub fn cors(&self) -> &CorsOrigins {
+        &self.cors
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
