@@ -224,9 +224,26 @@ enum Sent<'a> {
     Missing,
 }
 
+/// A body as a filter hands it to its endpoint: the `T`, or the 422 for its fields,
+/// which the endpoint answers itself, with its own headers (`no-store`).
+///
+/// Which 422s go to the endpoint is kept exactly as it was before the filters were
+/// generic: invalid content of a JSON body whose fields are all strings, and every
+/// field error of a form (its values are always strings). A JSON field that is
+/// missing or not a string is refused by the filter, like a malformed body.
+pub type Fields<T> = Result<T, Error>;
+
+/// Why the fields a client sent are not a `T`.
+struct Invalid {
+    /// A 422 naming every field at fault.
+    error: Error,
+    /// Whether every field was sent, as a string (so only its content is at fault).
+    all_text: bool,
+}
+
 /// Builds a `T` from the fields a client sent. On failure, a 422 naming every field
 /// that is missing, mistyped or invalid: the one place field errors are collected.
-fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Error> {
+fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Invalid> {
     let texts = T::FIELDS.iter().filter_map(|f| match sent(f.name) {
         Sent::Text(s) => Some((f.name, s)),
         Sent::NotText | Sent::Missing => None,
@@ -235,6 +252,7 @@ fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Error>
         Ok(body) => return Ok(body),
         Err(e) => e,
     };
+    let mut all_text = true;
     let mut errors: Vec<FieldError> = T::FIELDS
         .iter()
         .filter_map(|f| {
@@ -243,6 +261,7 @@ fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Error>
                 Sent::NotText => "must be a string".to_owned(),
                 Sent::Missing => "field required".to_owned(),
             };
+            all_text &= matches!(sent(f.name), Sent::Text(_));
             Some(FieldError::new(f.name, message))
         })
         .collect();
@@ -251,48 +270,62 @@ fn from_fields<'a, T: Body>(sent: impl Fn(&str) -> Sent<'a>) -> Result<T, Error>
         // serde's own words.
         errors.push(FieldError::new("body", failure.to_string()));
     }
-    Err(Error::Validation(errors))
+    Err(Invalid {
+        error: Error::Validation(errors),
+        all_text,
+    })
 }
 
 /// A JSON object body as `T`; 400 on malformed JSON, 422 naming each missing,
-/// mistyped or invalid field. Fields not in `T` are ignored.
-pub fn json<T: Body>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+/// mistyped or invalid field (see [`Fields`] for who sends it). Fields not in `T` are
+/// ignored.
+pub fn json<T: Body>() -> impl Filter<Extract = (Fields<T>,), Error = Rejection> + Clone {
     content_type("application/json")
         .and(limited_body())
         .and_then(|body: Bytes| async move { parse_json::<T>(&body).map_err(api_reject) })
 }
 
-fn parse_json<T: Body>(body: &[u8]) -> Result<T, Error> {
+fn parse_json<T: Body>(body: &[u8]) -> Result<Fields<T>, Error> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| Error::MalformedBody(format!("not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(Error::validation("body", "must be a JSON object"));
     };
-    from_fields(|name| match object.get(name) {
+    let fields = from_fields(|name| match object.get(name) {
         Some(serde_json::Value::String(s)) => Sent::Text(s),
         Some(_) => Sent::NotText,
         None => Sent::Missing,
-    })
+    });
+    match fields {
+        Ok(body) => Ok(Ok(body)),
+        Err(Invalid {
+            error,
+            all_text: true,
+        }) => Ok(Err(error)),
+        Err(Invalid { error, .. }) => Err(error),
+    }
 }
 
 /// An `application/x-www-form-urlencoded` body as `T`: 400 when it is not a form, 422
-/// naming each missing or invalid field. A field given twice counts once, first value
-/// first; fields not in `T` (OAuth2's `grant_type`, `scope`, …) are ignored.
-pub fn form<T: Body>() -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+/// naming each missing or invalid field (the endpoint's, see [`Fields`]). A field
+/// given twice counts once, first value first; fields not in `T` (OAuth2's
+/// `grant_type`, `scope`, …) are ignored.
+pub fn form<T: Body>() -> impl Filter<Extract = (Fields<T>,), Error = Rejection> + Clone {
     content_type("application/x-www-form-urlencoded")
         .and(limited_body())
         .and_then(|body: Bytes| async move { parse_form::<T>(&body).map_err(api_reject) })
 }
 
-fn parse_form<T: Body>(body: &[u8]) -> Result<T, Error> {
+fn parse_form<T: Body>(body: &[u8]) -> Result<Fields<T>, Error> {
     let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .map_err(|e| Error::MalformedBody(format!("not a valid form: {e}")))?;
-    from_fields(|name| {
+    let fields = from_fields(|name| {
         pairs
             .iter()
             .find(|(k, _)| k == name)
             .map_or(Sent::Missing, |(_, v)| Sent::Text(v))
-    })
+    });
+    Ok(fields.map_err(|invalid| invalid.error))
 }
 
 /// Requires `Content-Type` to be `expected` (parameters such as charset allowed).
@@ -347,6 +380,14 @@ mod tests {
             &[Field::of::<String>("name"), Field::of::<Email>("email")];
     }
 
+    /// The 422 of a body, whoever answers it.
+    fn refused(parsed: Result<Fields<Sample>, Error>) -> Error {
+        match parsed {
+            Ok(Ok(body)) => panic!("expected a 422, got {body:?}"),
+            Ok(Err(e)) | Err(e) => e,
+        }
+    }
+
     fn fields(err: Error) -> Vec<(String, String)> {
         match err {
             Error::Validation(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
@@ -357,19 +398,19 @@ mod tests {
     #[test]
     fn a_valid_json_body_becomes_its_type_and_ignores_other_fields() {
         let body = br#"{"name": "n", "email": "a@example.com", "extra": 1}"#;
-        let sample = parse_json::<Sample>(body).unwrap();
+        let sample = parse_json::<Sample>(body).unwrap().unwrap();
         assert_eq!(sample.name, "n");
         assert_eq!(sample.email.as_str(), "a@example.com");
     }
 
     #[test]
     fn a_mistyped_or_missing_field_is_reported_with_every_invalid_one() {
-        let err = parse_json::<Sample>(br#"{"name": 42, "email": "nope"}"#).unwrap_err();
+        let err = refused(parse_json::<Sample>(br#"{"name": 42, "email": "nope"}"#));
         let got = fields(err);
         assert_eq!(got[0], ("name".into(), "must be a string".into()));
         assert_eq!(got[1].0, "email");
         assert!(got[1].1.contains("valid email"), "{got:?}");
-        let err = parse_json::<Sample>(br#"{"email": null}"#).unwrap_err();
+        let err = refused(parse_json::<Sample>(br#"{"email": null}"#));
         assert_eq!(
             fields(err),
             [
@@ -386,22 +427,46 @@ mod tests {
             Err(Error::MalformedBody(_))
         ));
         assert_eq!(
-            fields(parse_json::<Sample>(b"[1]").unwrap_err()),
+            fields(refused(parse_json::<Sample>(b"[1]"))),
             [("body".into(), "must be a JSON object".into())]
         );
     }
 
     #[test]
     fn a_form_takes_the_first_value_of_a_field_and_names_missing_ones() {
-        let sample = parse_form::<Sample>(b"email=a%40example.com&name=x&name=y").unwrap();
+        let sample = parse_form::<Sample>(b"email=a%40example.com&name=x&name=y")
+            .unwrap()
+            .unwrap();
         assert_eq!(sample.name, "x");
         assert_eq!(
-            fields(parse_form::<Sample>(b"grant_type=password").unwrap_err()),
+            fields(refused(parse_form::<Sample>(b"grant_type=password"))),
             [
                 ("name".into(), "field required".into()),
                 ("email".into(), "field required".into())
             ]
         );
+    }
+
+    #[test]
+    fn invalid_content_is_the_endpoints_422_and_a_wrong_shape_the_filters() {
+        // The endpoint answers (with its headers) when every field is a string...
+        assert!(matches!(
+            parse_json::<Sample>(br#"{"name": "n", "email": "nope"}"#),
+            Ok(Err(Error::Validation(_)))
+        ));
+        assert!(matches!(
+            parse_form::<Sample>(b"name=n"),
+            Ok(Err(Error::Validation(_)))
+        ));
+        // ...the filter refuses a JSON field that is missing or not a string.
+        assert!(matches!(
+            parse_json::<Sample>(br#"{"name": "n"}"#),
+            Err(Error::Validation(_))
+        ));
+        assert!(matches!(
+            parse_json::<Sample>(br#"{"name": 1, "email": "a@example.com"}"#),
+            Err(Error::Validation(_))
+        ));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use crate::http::docs::responses::{
     BadRequest, InvalidRefreshToken, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
     UnsupportedMediaType, ValidationFailed,
 };
-use crate::http::filters::{self, Body, Field, limited, post, with_service};
+use crate::http::filters::{self, Body, Field, Fields, limited, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
 use crate::service::{AuthService, TokenPair};
@@ -81,11 +81,10 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn refresh(service: Arc<AuthService>, body: RefreshRequest) -> Response {
-    respond(
-        service
-            .refresh(&body.refresh_token)
-            .await
-            .map(|pair| json(StatusCode::OK, &pair)),
-    )
+pub async fn refresh(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> Response {
+    let result = async {
+        let pair = service.refresh(&body?.refresh_token).await?;
+        Ok(json(StatusCode::OK, &pair))
+    };
+    respond(result.await)
 }

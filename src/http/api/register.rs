@@ -15,7 +15,7 @@ use crate::http::docs::responses::{
     BadRequest, Conflict, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
     UnsupportedMediaType, ValidationFailed,
 };
-use crate::http::filters::{self, Body, Field, limited, parsed, post, with_service};
+use crate::http::filters::{self, Body, Field, Fields, limited, parsed, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
 use crate::service::AuthService;
@@ -104,11 +104,13 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn register(service: Arc<AuthService>, body: RegisterRequest) -> Response {
-    respond(
-        service
+pub async fn register(service: Arc<AuthService>, body: Fields<RegisterRequest>) -> Response {
+    let result = async {
+        let body = body?;
+        let user = service
             .register(body.email, body.username, &body.password)
-            .await
-            .map(|u| json(StatusCode::CREATED, &UserResponse::from(u))),
-    )
+            .await?;
+        Ok(json(StatusCode::CREATED, &UserResponse::from(user)))
+    };
+    respond(result.await)
 }

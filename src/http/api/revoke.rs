@@ -13,7 +13,7 @@ use crate::http::docs::responses::{
     BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UnsupportedMediaType,
     ValidationFailed,
 };
-use crate::http::filters::{self, post, with_service};
+use crate::http::filters::{self, Fields, post, with_service};
 use crate::http::state::AppState;
 use crate::service::AuthService;
 
@@ -53,11 +53,10 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn revoke(service: Arc<AuthService>, body: RefreshRequest) -> Response {
-    respond(
-        service
-            .revoke(&body.refresh_token)
-            .await
-            .map(|()| StatusCode::NO_CONTENT.into_response()),
-    )
+pub async fn revoke(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> Response {
+    let result = async {
+        service.revoke(&body?.refresh_token).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    };
+    respond(result.await)
 }

@@ -14,7 +14,7 @@ use crate::http::docs::responses::{
     BadCredentials, BadRequest, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
     UnsupportedMediaType, ValidationFailed,
 };
-use crate::http::filters::{self, Body, Field, limited, post, with_service};
+use crate::http::filters::{self, Body, Field, Fields, limited, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
 use crate::service::{AuthService, TokenPair};
@@ -89,11 +89,11 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn login(service: Arc<AuthService>, form: LoginForm) -> Response {
-    respond(
-        service
-            .login(&form.username, &form.password)
-            .await
-            .map(|pair| json(StatusCode::OK, &pair)),
-    )
+pub async fn login(service: Arc<AuthService>, form: Fields<LoginForm>) -> Response {
+    let result = async {
+        let form = form?;
+        let pair = service.login(&form.username, &form.password).await?;
+        Ok(json(StatusCode::OK, &pair))
+    };
+    respond(result.await)
 }
