@@ -10,8 +10,8 @@
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
 //!
-//! A new endpoint is a new file here, a line in [`routes`], and a line in the
-//! document's `paths(...)` (`docs`).
+//! A new endpoint is a new file here, a line in [`routes`], and its handler (and body
+//! type) named in the document's `paths(...)` (and `schemas(...)`) in `docs`.
 
 pub mod health;
 pub mod me;
