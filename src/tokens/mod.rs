@@ -2,6 +2,7 @@
 
 pub mod jwt;
 pub mod refresh;
+pub mod signing;
 
 pub use jwt::{AccessClaims, JwtKeys};
 pub use refresh::RefreshToken;
