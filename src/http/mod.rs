@@ -6,10 +6,14 @@
 //! - [`rejection`]: the single `recover` for warp's own rejections;
 //! - [`problem`]: errors as `application/problem+json`;
 //! - [`rate_limit`]: per-IP governor limits;
+//! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
+//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain);
 //! - [`docs`]: the OpenAPI document, Swagger UI and ReDoc, served from the binary.
 
+pub mod client_ip;
 pub mod docs;
 pub mod handlers;
+pub mod listener;
 pub mod problem;
 pub mod rate_limit;
 pub mod rejection;
@@ -171,11 +175,12 @@ fn finish(
     resp
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests and returns.
+/// Serves `state` on `listener` within `limits` until `shutdown` resolves, then
+/// finishes in-flight requests (for at most `limits.shutdown_timeout`) and returns.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    limits: listener::EdgeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let drain_state = state.clone();
@@ -184,11 +189,7 @@ pub async fn serve(
         drain_state.start_draining();
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    warp::serve(app(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    listener::serve(listener, app(state), limits, shutdown).await;
 }
 
 #[cfg(test)]
