@@ -261,6 +261,52 @@ async fn shutdown_with_a_stalled_client_returns_within_the_shutdown_timeout() {
     assert!(closed, "the idle connection outlived the server");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_login_finishes_during_the_drain() {
+    let limits = EdgeLimits {
+        shutdown_timeout: Duration::from_secs(10),
+        ..short_limits()
+    };
+    let (_db, running) = edge_app(&Backend::Sqlite, limits, |s| s.auth.bcrypt_cost = 12).await;
+    let base = format!("http://{}", running.addr);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(
+            &serde_json::json!({"email": "drain@example.com", "username": "drain",
+            "password": support::PASSWORD}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body = format!(
+        "username=drain&password={}",
+        support::PASSWORD.replace(' ', "+")
+    );
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/v1/auth/token HTTP/1.1\r\nHost: edge\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The login is hashing when the shutdown starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shutdown = tokio::spawn(running.shutdown());
+    let answer = read_response(&mut s, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("access_token"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown finished")
+        .unwrap()
+        .expect("clean shutdown");
+}
+
 /// How many of process `pid`'s tokio threads (`tokio-rt-worker`: the runtime's
 /// workers and its blocking pool, where hashes run) are running or waiting for a CPU
 /// (Linux thread state `R`). SQLite's and the log writer's threads have names of

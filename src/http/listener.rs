@@ -203,11 +203,15 @@ async fn connection<F>(
     let mut conn = std::pin::pin!(conn);
     let mut closing = false;
     loop {
-        let idle_check = activity
-            .last_done
-            .lock()
-            .map_or_else(|_| Instant::now(), |last| *last)
-            + limits.idle_timeout;
+        // While a request runs, look again an idle timeout later (not in a loop).
+        let idle_check = if activity.in_flight.load(Ordering::SeqCst) > 0 {
+            Instant::now()
+        } else {
+            activity
+                .last_done
+                .lock()
+                .map_or_else(|_| Instant::now(), |last| *last)
+        } + limits.idle_timeout;
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
