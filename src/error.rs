@@ -63,6 +63,11 @@ pub enum Error {
     #[error("database unavailable: {0}")]
     Unavailable(String),
 
+    /// 503 with `Retry-After`: no password-hashing slot freed up within
+    /// `auth.hash_queue_timeout`.
+    #[error("the server is busy; try again shortly")]
+    Busy { retry_after: Duration },
+
     /// 503: the server is still starting or is shutting down.
     #[error("service not ready: {0}")]
     NotReady(&'static str),
@@ -106,7 +111,9 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) | Error::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::NotReady(_) | Error::Busy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,7 +127,10 @@ impl Error {
             Error::InvalidToken(_) | Error::MissingToken | Error::InvalidCredentials => 5,
             Error::Unavailable(_) => 6,
             Error::Config(_) => 7,
-            Error::RateLimited { .. } | Error::NotReady(_) | Error::Internal(_) => 1,
+            Error::RateLimited { .. }
+            | Error::Busy { .. }
+            | Error::NotReady(_)
+            | Error::Internal(_) => 1,
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::http::listener::EdgeLimits;
 use crate::http::{self, AppState};
 use crate::service::AuthService;
 use crate::store::{self, Store};
@@ -23,11 +24,16 @@ const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub migrate: bool,
+    /// Timeouts and bounds of the connection edge (SPEC §8 "Hardening").
+    pub edge: EdgeLimits,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { migrate: true }
+        ServeOptions {
+            migrate: true,
+            edge: EdgeLimits::default(),
+        }
     }
 }
 
@@ -106,6 +112,7 @@ async fn run(
     let server = tokio::spawn(http::serve(
         listener,
         state.clone(),
+        options.edge,
         stopped(stop_rx.clone()),
     ));
 
@@ -225,4 +232,12 @@ pub async fn shutdown_signal() {
         }
         tracing::info!("shutdown signal received");
     }
+}
+
+/// Ends the process at once, without finishing the drain: the answer to a second
+/// SIGTERM/SIGINT. Written straight to stderr, since the log writer's buffer is not
+/// flushed by `exit`. The status is 130, "interrupted".
+pub fn exit_now() -> ! {
+    eprintln!("second shutdown signal: exiting without finishing in-flight requests");
+    std::process::exit(130)
 }

@@ -84,7 +84,7 @@ impl AuthService {
             Some(key) => key.clone(),
             None => resolve_stored_key(store.as_ref()).await?,
         };
-        let hasher = Hasher::new(settings.bcrypt_cost)?;
+        let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
         let jwt = JwtKeys::new(
             &key,
             settings.algorithm,

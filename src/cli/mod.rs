@@ -191,7 +191,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         (Command::Serve(_), _) | (_, Some(_)) => settings.log_level.clone(),
         _ => "warn".to_string(),
     };
-    crate::telemetry::init(&level, settings.log_format);
+    // Held until the command ends: dropping it flushes the log lines still buffered.
+    let _log_guard = crate::telemetry::init(&level, settings.log_format);
 
     match cli.command {
         Command::Serve(args) => ops::serve(settings, args).await.map(|()| 0),

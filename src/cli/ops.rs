@@ -14,6 +14,7 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
         settings,
         ServeOptions {
             migrate: !args.no_migrate,
+            ..ServeOptions::default()
         },
     )
     .await?;
@@ -21,6 +22,9 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
     tokio::spawn(async move {
         server::shutdown_signal().await;
         let _ = stop.send(true);
+        // A second signal while draining means "now".
+        server::shutdown_signal().await;
+        server::exit_now();
     });
     running.wait().await
 }

@@ -65,7 +65,7 @@ pub fn limited(
     state: Arc<AppState>,
     endpoint: Endpoint,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::addr::remote()
+    super::listener::remote()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .and_then(move |peer: Option<SocketAddr>, xff: Option<String>| {
             let state = state.clone();

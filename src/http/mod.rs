@@ -12,6 +12,8 @@
 //!   (the one place field errors are collected), the bearer token, 405s;
 //! - [`rate_limit`]: per-IP governor limits;
 //! - [`problem`]: errors as `application/problem+json`;
+//! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
+//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain);
 //! - [`state`]: [`AppState`], what every request shares (its own file, so that no
 //!   file below imports this map).
 //!
@@ -19,8 +21,10 @@
 //! name `docs::responses`, which names no endpoint.
 
 pub mod api;
+pub mod client_ip;
 pub mod docs;
 pub mod filters;
+pub mod listener;
 pub mod middleware;
 pub mod problem;
 pub mod rate_limit;
@@ -54,11 +58,12 @@ pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = I
     middleware::observed(inner)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests and returns.
+/// Serves `state` on `listener` within `limits` until `shutdown` resolves, then
+/// finishes in-flight requests (for at most `limits.shutdown_timeout`) and returns.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    limits: listener::EdgeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let drain_state = state.clone();
@@ -67,9 +72,5 @@ pub async fn serve(
         drain_state.start_draining();
         tracing::info!("shutting down: finishing in-flight requests");
     };
-    warp::serve(app(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    listener::serve(listener, app(state), limits, shutdown).await;
 }

@@ -104,7 +104,7 @@ pub fn from_error(err: &Error) -> Response {
         Error::MissingToken | Error::InvalidCredentials => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        Error::RateLimited { retry_after } => {
+        Error::RateLimited { retry_after } | Error::Busy { retry_after } => {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
