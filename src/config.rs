@@ -4,7 +4,6 @@
 //! or an unparsable value is an [`Error::Config`] that names the key or variable.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -13,139 +12,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::store::StoreOptions;
 
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://authctl.db";
+pub use crate::store::url::{DEFAULT_DATABASE_URL, DatabaseUrl};
+pub use crate::tokens::keys::SecretKey;
 pub const DEFAULT_CONFIG_FILE: &str = "authctl.toml";
-
-/// Known placeholder keys from tutorials and `.env.example` files; refused even when
-/// long enough.
-const PLACEHOLDER_KEYS: &[&str] = &[
-    "your-secret-key-change-in-production",
-    "your-secret-key-here-change-in-production",
-    "change-this-secret-key-in-production",
-    "changeme-changeme-changeme-changeme",
-    "secret-key-for-development-only-change-me",
-    "insecure-secret-key-change-in-production",
-];
-
-/// A database URL; its password never appears in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        let lower = raw.to_ascii_lowercase();
-        if lower.starts_with("sqlite:")
-            || lower.starts_with("postgres://")
-            || lower.starts_with("postgresql://")
-        {
-            Ok(DatabaseUrl(raw.to_owned()))
-        } else {
-            Err("must start with sqlite:, postgres:// or postgresql://".into())
-        }
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.0.to_ascii_lowercase().starts_with("postgres")
-    }
-
-    /// The URL with any password replaced by `***`.
-    pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
-        };
-        match rest.split_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-                None => self.0.clone(),
-            },
-            None => {
-                // Passwords can also ride in the query string (`?password=`).
-                match self.0.split_once('?') {
-                    Some((base, query)) if query.contains("password") => format!("{base}?***"),
-                    _ => self.0.clone(),
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-/// An HMAC signing key of at least 256 bits that is not a known placeholder.
-#[derive(Clone)]
-pub struct SecretKey(SecretString);
-
-impl SecretKey {
-    pub const MIN_BYTES: usize = 32;
-
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if PLACEHOLDER_KEYS
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(raw.trim()))
-        {
-            return Err(
-                "is a well-known placeholder; generate a real key, e.g. `openssl rand -base64 48`"
-                    .into(),
-            );
-        }
-        if raw.len() < Self::MIN_BYTES {
-            return Err(format!(
-                "is {} bytes; an HMAC key must be at least {} bytes (256 bits)",
-                raw.len(),
-                Self::MIN_BYTES
-            ));
-        }
-        let first = raw.as_bytes()[0];
-        if raw.bytes().all(|b| b == first) {
-            return Err("is one repeated character; generate a real key".into());
-        }
-        Ok(SecretKey(SecretString::from(raw)))
-    }
-
-    /// A fresh random key: 48 random bytes as unpadded base64url (64 characters).
-    pub fn generate() -> Self {
-        use base64::Engine;
-        let mut bytes = [0u8; 48];
-        rand::fill(&mut bytes);
-        SecretKey(SecretString::from(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        ))
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        self.0.expose_secret().as_bytes()
-    }
-
-    pub fn expose_str(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey([REDACTED])")
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -215,7 +89,7 @@ pub struct AuthSettings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            database_url: DatabaseUrl(DEFAULT_DATABASE_URL.into()),
+            database_url: DatabaseUrl::default(),
             pool_min: 1,
             pool_max: 10,
             log_level: "info".into(),
@@ -1129,11 +1003,15 @@ mod tests {
         let msg = config_error(load_with(&overrides, &|_| None));
         assert!(msg.contains("cors.allowed_origins"), "{msg}");
     }
+}
 
-    #[test]
-    fn database_url_passwords_are_redacted() {
-        let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/app").unwrap();
-        assert_eq!(url.redacted(), "postgres://app:***@db:5432/app");
-        assert!(!format!("{url:?}").contains("s3cret"));
+/// The store's share of the settings.
+impl From<&Settings> for StoreOptions {
+    fn from(s: &Settings) -> Self {
+        StoreOptions {
+            url: s.database_url.clone(),
+            pool_min: s.pool_min,
+            pool_max: s.pool_max,
+        }
     }
 }

@@ -25,7 +25,7 @@ impl Hasher {
     pub fn new(cost: u32) -> Result<Self> {
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let permits = Arc::new(Semaphore::new(parallelism));
-        let random = crate::config::SecretKey::generate();
+        let random = crate::tokens::keys::SecretKey::generate();
         let cheap = bcrypt::non_truncating_hash(&random.expose_str()[..32], 4).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context("preparing the dummy hash"))
         })?;

@@ -7,12 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{AuthSettings, SecretKey};
+use crate::config::AuthSettings;
 use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, FieldError, Result};
 use crate::hashing::Hasher;
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
+use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
 /// The settings row that holds a generated signing key.

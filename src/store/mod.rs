@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::config::Settings;
 use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
@@ -20,6 +19,9 @@ mod lane;
 mod sql;
 pub mod postgres;
 pub mod sqlite;
+pub mod url;
+
+pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -219,10 +221,22 @@ fn ping_if_idle<C: sqlx::Connection>(
 
 /// Opens the store the URL names. Connections are made lazily, so this fails only on
 /// a malformed URL; the first query tells whether the database answers.
-pub fn connect(settings: &Settings) -> Result<Arc<dyn Store>> {
-    if settings.database_url.is_postgres() {
-        Ok(Arc::new(postgres::PgStore::connect(settings)?))
+/// Takes anything that yields [`StoreOptions`] (the configuration's `&Settings` does).
+pub fn connect(options: impl Into<StoreOptions>) -> Result<Arc<dyn Store>> {
+    let options = options.into();
+    if options.url.is_postgres() {
+        Ok(Arc::new(postgres::PgStore::connect(&options)?))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(settings)?))
+        Ok(Arc::new(sqlite::SqliteStore::connect(&options)?))
     }
+}
+
+/// What opening a store needs: where the database is and how many connections to keep.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: DatabaseUrl,
+    /// Connections kept open even when idle.
+    pub pool_min: u32,
+    /// The most connections at once (at least 1 is used).
+    pub pool_max: u32,
 }

@@ -1,7 +1,9 @@
 //! Tokens: signed JWT access tokens ([`jwt`]) and opaque refresh tokens ([`refresh`]).
 
 pub mod jwt;
+pub mod keys;
 pub mod refresh;
 
 pub use jwt::{AccessClaims, JwtKeys};
+pub use keys::SecretKey;
 pub use refresh::RefreshToken;
