@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
@@ -26,17 +25,11 @@ pub use url::DatabaseUrl;
 /// A user as every surface shows it (never with its password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub username: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
-}
-
-impl User {
-    pub fn user_id(&self) -> UserId {
-        UserId(self.id)
-    }
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -62,8 +55,8 @@ pub struct NewUser {
 /// A stored refresh token with its family's and user's state.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefreshRecord {
-    pub family_id: Uuid,
-    pub user_id: i64,
+    pub family_id: FamilyId,
+    pub user_id: UserId,
     pub username: String,
     pub user_active: bool,
     pub issued_at: DateTime<Utc>,
@@ -76,8 +69,8 @@ pub struct RefreshRecord {
 /// A refresh-token family (session).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FamilyRecord {
-    pub id: Uuid,
-    pub user_id: i64,
+    pub id: FamilyId,
+    pub user_id: UserId,
     pub username: String,
     pub user_active: bool,
     pub created_at: DateTime<Utc>,
