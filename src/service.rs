@@ -509,9 +509,7 @@ impl AuthService {
 pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> {
     match tokio::time::timeout(timeout, store.schema_is_current()).await {
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(Error::NotReady(
-            "database schema is not current; run `authctl migrate`",
-        )),
+        Ok(Ok(false)) => Err(Error::schema_not_current()),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Unavailable(format!(
             "database did not answer within {} ms",

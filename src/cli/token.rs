@@ -80,7 +80,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             Ok(if inspection.valid {
                 0
             } else {
-                Error::InvalidToken("").exit_code()
+                crate::error::exit::INVALID_TOKEN
             })
         }
         TokenCommand::RevokeFamily(args) => {
