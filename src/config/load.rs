@@ -308,6 +308,18 @@ mod tests {
         load_with(&Overrides::default(), &move |k| map.get(k).cloned())
     }
 
+    /// Writes `text` as the config file; the directory lives as long as the guard.
+    fn with_file(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authctl.toml");
+        std::fs::write(&path, text).unwrap();
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        };
+        (dir, overrides)
+    }
+
     fn config_error(r: Result<Settings>) -> String {
         match r {
             Err(Error::Config(msg)) => msg,
@@ -392,30 +404,16 @@ mod tests {
 
     #[test]
     fn unknown_file_keys_are_refused_with_their_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authctl.toml");
-        std::fs::write(&path, "[server]\nbindd = \"0.0.0.0:1\"\n").unwrap();
-        let overrides = Overrides {
-            config_file: Some(path),
-            ..Default::default()
-        };
+        let (_dir, overrides) = with_file("[server]\nbindd = \"0.0.0.0:1\"\n");
         let msg = config_error(load_with(&overrides, &|_| None));
         assert!(msg.contains("bindd"), "{msg}");
     }
 
     #[test]
     fn flags_beat_env_and_env_beats_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authctl.toml");
-        std::fs::write(
-            &path,
+        let (_dir, mut overrides) = with_file(
             "[server]\nbind = \"127.0.0.1:1111\"\n[auth]\nbcrypt_cost = 5\nissuer = \"file\"\n",
-        )
-        .unwrap();
-        let mut overrides = Overrides {
-            config_file: Some(path),
-            ..Default::default()
-        };
+        );
         let env = |k: &str| (k == "AUTHCTL_BIND").then(|| "127.0.0.1:2222".to_string());
         let s = load_with(&overrides, &env).unwrap();
         assert_eq!(s.bind.port(), 2222);
@@ -455,55 +453,42 @@ mod tests {
 
     #[test]
     fn cors_origins_come_from_the_file_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authctl.toml");
-        std::fs::write(
-            &path,
-            "[cors]\nallowed_origins = [\"https://app.example.com\"]\n",
-        )
-        .unwrap();
-        let overrides = Overrides {
-            config_file: Some(path.clone()),
-            ..Default::default()
-        };
+        let (_dir, overrides) =
+            with_file("[cors]\nallowed_origins = [\"https://app.example.com\"]\n");
         let s = load_with(&overrides, &|_| None).unwrap();
         assert_eq!(
             s.cors,
             CorsOrigins::Only(vec!["https://app.example.com".into()])
         );
-        std::fs::write(&path, "[cors]\nallowed_origins = [\"nope\"]\n").unwrap();
+        std::fs::write(
+            overrides.config_file.as_ref().unwrap(),
+            "[cors]\nallowed_origins = [\"nope\"]\n",
+        )
+        .unwrap();
         let msg = config_error(load_with(&overrides, &|_| None));
         assert!(msg.contains("cors.allowed_origins"), "{msg}");
     }
 
     #[test]
     fn a_file_value_of_the_wrong_type_names_its_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authctl.toml");
-        std::fs::write(&path, "[auth]\nbcrypt_cost = \"five\"\n").unwrap();
-        let overrides = Overrides {
-            config_file: Some(path.clone()),
-            ..Default::default()
-        };
+        let (_dir, overrides) = with_file("[auth]\nbcrypt_cost = \"five\"\n");
         let msg = config_error(load_with(&overrides, &|_| None));
         assert!(
             msg.contains("auth.bcrypt_cost") && msg.contains("whole number"),
             "{msg}"
         );
-        std::fs::write(&path, "[nonsense]\nx = 1\n").unwrap();
+        std::fs::write(
+            overrides.config_file.as_ref().unwrap(),
+            "[nonsense]\nx = 1\n",
+        )
+        .unwrap();
         let msg = config_error(load_with(&overrides, &|_| None));
         assert!(msg.contains("[nonsense]"), "{msg}");
     }
 
     #[test]
     fn a_file_ttl_and_an_env_legacy_integer_together_are_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("authctl.toml");
-        std::fs::write(&path, "[auth]\nrefresh_token_ttl = \"3d\"\n").unwrap();
-        let overrides = Overrides {
-            config_file: Some(path),
-            ..Default::default()
-        };
+        let (_dir, overrides) = with_file("[auth]\nrefresh_token_ttl = \"3d\"\n");
         let env = |k: &str| (k == "REFRESH_TOKEN_EXPIRE_DAYS").then(|| "2".to_string());
         let msg = config_error(load_with(&overrides, &env));
         assert!(
