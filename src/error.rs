@@ -25,6 +25,18 @@ impl FieldError {
     }
 }
 
+/// The CLI's exit codes (README, "Exit codes"), named so that a command that fails
+/// without an [`Error`] (an inspected token that is no longer valid) can say which.
+pub mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const INVALID_INPUT: u8 = 2;
+    pub const NOT_FOUND: u8 = 3;
+    pub const CONFLICT: u8 = 4;
+    pub const INVALID_TOKEN: u8 = 5;
+    pub const UNAVAILABLE: u8 = 6;
+    pub const CONFIG: u8 = 7;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 422 / exit 2: well-formed input with invalid fields.
@@ -118,19 +130,26 @@ impl Error {
         }
     }
 
+    /// Migrations are pending: every surface (CLI, readiness, startup) says it alike.
+    pub fn schema_not_current() -> Self {
+        Error::NotReady("the database schema is not current: run `authctl migrate`")
+    }
+
     /// The process exit code this error ends a CLI command with (see README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Validation(_) | Error::MalformedBody(_) => 2,
-            Error::NotFound(_) => 3,
-            Error::Conflict(_) => 4,
-            Error::InvalidToken(_) | Error::MissingToken | Error::InvalidCredentials => 5,
-            Error::Unavailable(_) => 6,
-            Error::Config(_) => 7,
+            Error::Validation(_) | Error::MalformedBody(_) => exit::INVALID_INPUT,
+            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::Conflict(_) => exit::CONFLICT,
+            Error::InvalidToken(_) | Error::MissingToken | Error::InvalidCredentials => {
+                exit::INVALID_TOKEN
+            }
+            Error::Unavailable(_) => exit::UNAVAILABLE,
+            Error::Config(_) => exit::CONFIG,
             Error::RateLimited { .. }
             | Error::Busy { .. }
             | Error::NotReady(_)
-            | Error::Internal(_) => 1,
+            | Error::Internal(_) => exit::FAILURE,
         }
     }
 

@@ -40,7 +40,7 @@ impl Hasher {
 
     fn with_slots(cost: u32, queue_timeout: Duration, slots: usize) -> Result<Self> {
         let permits = Arc::new(Semaphore::new(slots));
-        let random = crate::config::SecretKey::generate();
+        let random = crate::tokens::keys::SecretKey::generate();
         let cheap = bcrypt::non_truncating_hash(&random.expose_str()[..32], 4).map_err(|e| {
             Error::Internal(anyhow::Error::new(e).context("preparing the dummy hash"))
         })?;

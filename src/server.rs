@@ -170,9 +170,7 @@ async fn start_up(
                     tracing::info!(?applied, "migrations applied");
                 }
             } else if !store.schema_is_current().await? {
-                return Err(Error::NotReady(
-                    "schema is not current; waiting for `authctl migrate`",
-                ));
+                return Err(Error::schema_not_current());
             }
             AuthService::new(store.clone(), &settings.auth).await
         };

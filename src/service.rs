@@ -7,12 +7,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{AuthSettings, SecretKey};
+use crate::config::AuthSettings;
 use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
+use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
 /// The settings row that holds a generated signing key.
@@ -59,8 +60,8 @@ pub struct Inspection {
     pub kind: TokenKind,
     pub valid: bool,
     pub state: TokenState,
-    pub family_id: String,
-    pub user_id: i64,
+    pub family_id: FamilyId,
+    pub user_id: UserId,
     pub username: Option<String>,
     pub issued_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -137,7 +138,7 @@ impl AuthService {
                 now: Utc::now(),
             })
             .await?;
-        tracing::info!(user_id = user.id, username = %user.username, "user created");
+        tracing::info!(user_id = user.id.0, username = %user.username, "user created");
         Ok(user)
     }
 
@@ -156,24 +157,21 @@ impl AuthService {
     pub async fn set_active(&self, user: &UserRef, active: bool) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let now = Utc::now();
-        self.store.set_active(found.user_id(), active, now).await?;
+        self.store.set_active(found.id, active, now).await?;
         let revoked = if active {
             0
         } else {
             self.store
-                .revoke_user_families(found.user_id(), "user disabled", now)
+                .revoke_user_families(found.id, "user disabled", now)
                 .await?
         };
         tracing::info!(
-            user_id = found.id,
+            user_id = found.id.0,
             active,
             revoked_sessions = revoked,
             "user state changed"
         );
-        Ok((
-            self.find_user(&UserRef::Id(found.user_id())).await?,
-            revoked,
-        ))
+        Ok((self.find_user(&UserRef::Id(found.id)).await?, revoked))
     }
 
     /// Sets a new password and revokes all of the user's sessions.
@@ -181,15 +179,13 @@ impl AuthService {
         let found = self.find_user(user).await?;
         let hash = self.hasher.hash(password).await?;
         let now = Utc::now();
-        self.store
-            .set_password_hash(found.user_id(), &hash, now)
-            .await?;
+        self.store.set_password_hash(found.id, &hash, now).await?;
         let revoked = self
             .store
-            .revoke_user_families(found.user_id(), "password changed", now)
+            .revoke_user_families(found.id, "password changed", now)
             .await?;
         tracing::info!(
-            user_id = found.id,
+            user_id = found.id.0,
             revoked_sessions = revoked,
             "password changed"
         );
@@ -199,10 +195,10 @@ impl AuthService {
     /// Deletes a user with all sessions and tokens.
     pub async fn delete_user(&self, user: &UserRef) -> Result<User> {
         let found = self.find_user(user).await?;
-        if !self.store.delete_user(found.user_id()).await? {
+        if !self.store.delete_user(found.id).await? {
             return Err(Error::NotFound(user.to_string()));
         }
-        tracing::info!(user_id = found.id, "user deleted");
+        tracing::info!(user_id = found.id.0, "user deleted");
         Ok(found)
     }
 
@@ -236,15 +232,15 @@ impl AuthService {
         let refresh = RefreshToken::generate();
         self.store
             .create_family(
-                user.user_id(),
+                user.id,
                 family,
                 &refresh.digest(),
                 now,
                 now + self.refresh_ttl(),
             )
             .await?;
-        tracing::info!(user_id = user.id, family_id = %family, "login");
-        self.pair(user.user_id(), family, refresh, now)
+        tracing::info!(user_id = user.id.0, family_id = %family, "login");
+        self.pair(user.id, family, refresh, now)
     }
 
     /// The user behind an access token, if its session is alive and the user active.
@@ -283,8 +279,8 @@ impl AuthService {
             .find_refresh(&digest)
             .await?
             .ok_or(Error::InvalidToken("unknown refresh token"))?;
-        let family = FamilyId(rec.family_id);
-        let user = UserId(rec.user_id);
+        let family = rec.family_id;
+        let user = rec.user_id;
 
         if rec.family_revoked_at.is_some() {
             return Err(Error::InvalidToken("refresh token revoked"));
@@ -345,9 +341,9 @@ impl AuthService {
         };
         if let Some(rec) = self.store.find_refresh(&token.digest()).await? {
             self.store
-                .revoke_family(FamilyId(rec.family_id), "logout", Utc::now())
+                .revoke_family(rec.family_id, "logout", Utc::now())
                 .await?;
-            tracing::info!(user_id = rec.user_id, family_id = %rec.family_id, "session revoked (logout)");
+            tracing::info!(user_id = rec.user_id.0, family_id = %rec.family_id, "session revoked (logout)");
         }
         Ok(())
     }
@@ -376,7 +372,7 @@ impl AuthService {
             return claims.family_id();
         }
         let rec = self.stored_refresh(token).await?;
-        Ok(FamilyId(rec.family_id))
+        Ok(rec.family_id)
     }
 
     /// The stored record of a refresh token: garbage is an invalid token, a well-formed
@@ -395,7 +391,7 @@ impl AuthService {
         let found = self.find_user(user).await?;
         let n = self
             .store
-            .revoke_user_families(found.user_id(), "revoked by operator", Utc::now())
+            .revoke_user_families(found.id, "revoked by operator", Utc::now())
             .await?;
         Ok((found, n))
     }
@@ -435,8 +431,8 @@ impl AuthService {
                 kind: TokenKind::Access,
                 valid: state == TokenState::Active,
                 state,
-                family_id: family.to_string(),
-                user_id: claims.user_id()?.0,
+                family_id: family,
+                user_id: claims.user_id()?,
                 username: session.map(|s| s.username),
                 issued_at: claims.issued_at(),
                 expires_at: claims.expires_at(),
@@ -458,7 +454,7 @@ impl AuthService {
             kind: TokenKind::Refresh,
             valid: state == TokenState::Active,
             state,
-            family_id: rec.family_id.to_string(),
+            family_id: rec.family_id,
             user_id: rec.user_id,
             username: Some(rec.username),
             issued_at: Some(rec.issued_at),
@@ -502,9 +498,7 @@ impl AuthService {
 pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> {
     match tokio::time::timeout(timeout, store.schema_is_current()).await {
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(Error::NotReady(
-            "database schema is not current; run `authctl migrate`",
-        )),
+        Ok(Ok(false)) => Err(Error::schema_not_current()),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(Error::Unavailable(format!(
             "database did not answer within {} ms",

@@ -210,9 +210,7 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     let store = store::connect(settings)?;
     store.ping().await?;
     if !store.schema_is_current().await? {
-        return Err(Error::NotReady(
-            "the database schema is not current: run `authctl migrate` first",
-        ));
+        return Err(Error::schema_not_current());
     }
     Ok(store)
 }

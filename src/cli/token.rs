@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::output::{self, OutputFormat};
 use super::{TokenCommand, open_service};
 use crate::config::Settings;
-use crate::domain::{FamilyId, UserRef};
+use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::{Error, Result};
 use crate::service::Inspection;
 
@@ -48,7 +48,7 @@ pub struct PruneArgs {
 struct Revoked {
     revoked_families: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     count: u64,
 }
 
@@ -80,7 +80,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             Ok(if inspection.valid {
                 0
             } else {
-                Error::InvalidToken("").exit_code()
+                crate::error::exit::INVALID_TOKEN
             })
         }
         TokenCommand::RevokeFamily(args) => {
@@ -141,7 +141,7 @@ fn print_inspection(i: &Inspection) {
         ("kind", format!("{:?}", i.kind).to_lowercase()),
         ("valid", i.valid.to_string()),
         ("state", format!("{:?}", i.state).to_lowercase()),
-        ("family_id", i.family_id.clone()),
+        ("family_id", i.family_id.to_string()),
         ("user_id", i.user_id.to_string()),
         ("username", i.username.clone().unwrap_or_else(|| "-".into())),
         ("issued_at", time(i.issued_at)),

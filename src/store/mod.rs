@@ -8,9 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use uuid::Uuid;
 
-use crate::config::Settings;
 use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
@@ -20,21 +18,18 @@ mod lane;
 mod sql;
 pub mod postgres;
 pub mod sqlite;
+pub mod url;
+
+pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub username: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
-}
-
-impl User {
-    pub fn user_id(&self) -> UserId {
-        UserId(self.id)
-    }
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -60,8 +55,8 @@ pub struct NewUser {
 /// A stored refresh token with its family's and user's state.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefreshRecord {
-    pub family_id: Uuid,
-    pub user_id: i64,
+    pub family_id: FamilyId,
+    pub user_id: UserId,
     pub username: String,
     pub user_active: bool,
     pub issued_at: DateTime<Utc>,
@@ -74,8 +69,8 @@ pub struct RefreshRecord {
 /// A refresh-token family (session).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FamilyRecord {
-    pub id: Uuid,
-    pub user_id: i64,
+    pub id: FamilyId,
+    pub user_id: UserId,
     pub username: String,
     pub user_active: bool,
     pub created_at: DateTime<Utc>,
@@ -219,10 +214,22 @@ fn ping_if_idle<C: sqlx::Connection>(
 
 /// Opens the store the URL names. Connections are made lazily, so this fails only on
 /// a malformed URL; the first query tells whether the database answers.
-pub fn connect(settings: &Settings) -> Result<Arc<dyn Store>> {
-    if settings.database_url.is_postgres() {
-        Ok(Arc::new(postgres::PgStore::connect(settings)?))
+/// Takes anything that yields [`StoreOptions`] (the configuration's `&Settings` does).
+pub fn connect(options: impl Into<StoreOptions>) -> Result<Arc<dyn Store>> {
+    let options = options.into();
+    if options.url.is_postgres() {
+        Ok(Arc::new(postgres::PgStore::connect(&options)?))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(settings)?))
+        Ok(Arc::new(sqlite::SqliteStore::connect(&options)?))
     }
+}
+
+/// What opening a store needs: where the database is and how many connections to keep.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub url: DatabaseUrl,
+    /// Connections kept open even when idle.
+    pub pool_min: u32,
+    /// The most connections at once (at least 1 is used).
+    pub pool_max: u32,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
-use crate::config::Settings;
+use super::StoreOptions;
 use crate::error::{Error, Result};
 
 pub struct PgStore {
@@ -22,22 +22,22 @@ impl PgStore {
     const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT 1::BIGINT FROM information_schema.tables WHERE table_name = '_sqlx_migrations' \
          AND table_schema = current_schema()";
 
-    pub fn connect(settings: &Settings) -> Result<Self> {
-        let options = PgConnectOptions::from_str(settings.database_url.expose())
+    pub fn connect(store: &StoreOptions) -> Result<Self> {
+        let options = PgConnectOptions::from_str(store.url.expose())
             .map_err(|e| {
                 Error::config(format!("DATABASE_URL is not a usable PostgreSQL URL: {e}"))
             })?
             .application_name("authctl");
         let pool = PgPoolOptions::new()
-            .min_connections(settings.pool_min)
-            .max_connections(settings.pool_max.max(1))
+            .min_connections(store.pool_min)
+            .max_connections(store.pool_max.max(1))
             .acquire_timeout(Duration::from_secs(3))
             .test_before_acquire(false)
             .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
         Ok(PgStore {
             pool,
-            lane: super::lane::ReadLane::new(settings.pool_max),
+            lane: super::lane::ReadLane::new(store.pool_max),
         })
     }
 }

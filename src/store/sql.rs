@@ -25,7 +25,7 @@ macro_rules! sql_store {
             match user {
                 UserRef::Id(id) => (
                     "SELECT id, email, username, is_active, created_at FROM users WHERE id = $1",
-                    UserKey::Id(id.0),
+                    UserKey::Id(*id),
                 ),
                 UserRef::Email(e) => (
                     "SELECT id, email, username, is_active, created_at FROM users WHERE email_norm = $1",
@@ -39,7 +39,7 @@ macro_rules! sql_store {
         }
 
         enum UserKey {
-            Id(i64),
+            Id($crate::domain::UserId),
             Text(String),
         }
 
@@ -186,7 +186,7 @@ macro_rules! sql_store {
                 let r = sqlx::query("UPDATE users SET is_active = $1, updated_at = $2 WHERE id = $3")
                     .bind(active)
                     .bind(now)
-                    .bind(user.0)
+                    .bind(user)
                     .execute(&self.pool)
                     .await?;
                 Ok(r.rows_affected() == 1)
@@ -201,7 +201,7 @@ macro_rules! sql_store {
                 let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                     .bind(hash)
                     .bind(now)
-                    .bind(user.0)
+                    .bind(user)
                     .execute(&self.pool)
                     .await?;
                 Ok(r.rows_affected() == 1)
@@ -209,7 +209,7 @@ macro_rules! sql_store {
 
             async fn delete_user(&self, user: $crate::domain::UserId) -> $crate::error::Result<bool> {
                 let r = sqlx::query("DELETE FROM users WHERE id = $1")
-                    .bind(user.0)
+                    .bind(user)
                     .execute(&self.pool)
                     .await?;
                 Ok(r.rows_affected() == 1)
@@ -226,8 +226,8 @@ macro_rules! sql_store {
                 let begin = $begin;
                 let mut tx = begin(&self.pool).await?;
                 sqlx::query("INSERT INTO token_families (id, user_id, created_at) VALUES ($1, $2, $3)")
-                    .bind(family.0)
-                    .bind(user.0)
+                    .bind(family)
+                    .bind(user)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
@@ -236,7 +236,7 @@ macro_rules! sql_store {
                      VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&digest[..])
-                .bind(family.0)
+                .bind(family)
                 .bind(now)
                 .bind(expires_at)
                 .execute(&mut *tx)
@@ -263,7 +263,7 @@ macro_rules! sql_store {
                     "SELECT f.id, f.user_id, u.username, u.is_active AS user_active, f.created_at, \
                      f.revoked_at FROM token_families f JOIN users u ON u.id = f.user_id WHERE f.id = $1",
                 )
-                .bind(family.0)
+                .bind(family)
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -279,8 +279,8 @@ macro_rules! sql_store {
                          f.revoked_at AS family_revoked_at FROM token_families f \
                          JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
                     )
-                    .bind(family.0)
-                    .bind(user.0)
+                    .bind(family)
+                    .bind(user)
                 };
                 // A held connection (see `ReadLane`); the pool when the lane is off.
                 if let Some((_turn, mut held)) = self.lane.take(&self.pool).await? {
@@ -304,11 +304,11 @@ macro_rules! sql_store {
                 )
                 .bind(now)
                 .bind(reason)
-                .bind(family.0)
+                .bind(family)
                 .execute(&self.pool)
                 .await?;
                 let exists: Option<(i64,)> = sqlx::query_as("SELECT user_id FROM token_families WHERE id = $1")
-                    .bind(family.0)
+                    .bind(family)
                     .fetch_optional(&self.pool)
                     .await?;
                 Ok(exists.is_some())
@@ -326,7 +326,7 @@ macro_rules! sql_store {
                 )
                 .bind(now)
                 .bind(reason)
-                .bind(user.0)
+                .bind(user)
                 .execute(&self.pool)
                 .await?;
                 Ok(r.rows_affected())
@@ -422,7 +422,7 @@ macro_rules! sql_store {
                      VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&digest[..])
-                .bind(family.0)
+                .bind(family)
                 .bind(now)
                 .bind(expires_at)
                 .execute(&mut *self.tx)
@@ -442,7 +442,7 @@ macro_rules! sql_store {
                 )
                 .bind(now)
                 .bind(reason)
-                .bind(family.0)
+                .bind(family)
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())

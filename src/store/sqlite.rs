@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use crate::config::Settings;
+use super::StoreOptions;
 use crate::error::{Error, Result};
 
 pub struct SqliteStore {
@@ -22,8 +22,8 @@ impl SqliteStore {
     const MIGRATIONS_TABLE_EXISTS: &'static str =
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
 
-    pub fn connect(settings: &Settings) -> Result<Self> {
-        let url = settings.database_url.expose();
+    pub fn connect(store: &StoreOptions) -> Result<Self> {
+        let url = store.url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| Error::config(format!("DATABASE_URL is not a usable SQLite URL: {e}")))?
             .create_if_missing(true)
@@ -32,15 +32,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .min_connections(settings.pool_min)
-            .max_connections(settings.pool_max.max(1))
+            .min_connections(store.pool_min)
+            .max_connections(store.pool_max.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
             .before_acquire(super::ping_if_idle)
             .connect_lazy_with(options);
         Ok(SqliteStore {
             pool,
-            lane: super::lane::ReadLane::new(settings.pool_max),
+            lane: super::lane::ReadLane::new(store.pool_max),
         })
     }
 }

@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::SecretKey;
+use super::keys::SecretKey;
 use crate::domain::{FamilyId, UserId};
 use crate::error::{Error, Result};
 

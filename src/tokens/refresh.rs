@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::SecretKey;
+use super::keys::SecretKey;
 
 pub const TOKEN_LEN: usize = 43;
 

@@ -30,7 +30,7 @@ pub struct UserResponse {
 impl From<User> for UserResponse {
     fn from(u: User) -> Self {
         UserResponse {
-            id: u.id,
+            id: u.id.0,
             email: u.email,
             username: u.username,
             is_active: u.is_active,

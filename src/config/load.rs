@@ -1,0 +1,512 @@
+//! Loading the settings: built-in defaults, then the TOML file, then the environment,
+//! then command-line flags (so flag > env > file > default).
+//!
+//! Every setting is one line of [`SETTINGS`]: its TOML key, the environment variables
+//! that set it (first set wins; original-project names such as `SECRET_KEY` follow the
+//! `AUTHCTL_` one), the TOML type the file gives it, and the field it parses into. Each
+//! layer hands the value over as text to the same parser, and a failure names where
+//! the value came from ("config key auth.bcrypt_cost …", "environment variable
+//! AUTHCTL_BCRYPT_COST …", "--bind …"). The file's keys are checked against the table,
+//! so an unknown key is refused with its name.
+//!
+//! Adding a setting is one field in [`Settings`] (with its default in `Default`, in
+//! `mod.rs`) and one line here, e.g.:
+//!
+//! ```text
+//! setting!("server.header_timeout", ["AUTHCTL_HEADER_TIMEOUT"], Str, server.header_timeout = parse_duration),
+//! setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_u32_in(32, 128)),
+//! ```
+//!
+//! A parser that does not exist yet goes in `types.rs`. Rules that span settings
+//! (a TTL and its original-project integer form are exclusive, pool bounds are
+//! ordered) are checked after all layers, in [`load_with`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use toml::{Table, Value};
+
+use super::types::*;
+use super::{DEFAULT_CONFIG_FILE, Overrides, SecretKey, Settings};
+use crate::error::{Error, Result};
+use crate::store::DatabaseUrl;
+
+/// The TOML type a key takes in the file.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+    /// A list of strings; the environment gives it comma-separated.
+    List,
+}
+
+impl Kind {
+    /// The file's value as the text the parsers take; `None` if it is of another type.
+    fn text(self, value: &Value) -> Option<String> {
+        match (self, value) {
+            (Kind::Str, Value::String(s)) => Some(s.clone()),
+            (Kind::Int, Value::Integer(n)) => Some(n.to_string()),
+            (Kind::Bool, Value::Boolean(b)) => Some(b.to_string()),
+            (Kind::List, Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Option<Vec<_>>>()
+                .map(|items| items.join(",")),
+            _ => None,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Int => "a whole number",
+            Kind::Bool => "true or false",
+            Kind::List => "a list of strings",
+        }
+    }
+}
+
+/// Reads one flag's value from the parsed command line.
+type ReadFlag = fn(&Overrides) -> Option<String>;
+
+/// One setting: where it is read from and which field it sets.
+struct Setting {
+    /// `section.name` in the TOML file.
+    key: &'static str,
+    env: &'static [&'static str],
+    kind: Kind,
+    /// The command-line flag that sets it, if any, and how to read it from [`Overrides`].
+    flag: Option<(&'static str, ReadFlag)>,
+    /// Parses the text and stores it in its field; the error reads after the source.
+    apply: fn(&mut Settings, &str) -> Result<(), String>,
+}
+
+impl Setting {
+    const fn flag(mut self, name: &'static str, get: ReadFlag) -> Self {
+        self.flag = Some((name, get));
+        self
+    }
+}
+
+/// `setting!(key, [env…], Kind, field.path = parser)`: see the module comment.
+macro_rules! setting {
+    ($key:literal, [$($env:literal),+], $kind:ident, $($field:ident).+ = $parse:expr) => {
+        Setting {
+            key: $key,
+            env: &[$($env),+],
+            kind: Kind::$kind,
+            flag: None,
+            apply: |settings, raw| {
+                settings.$($field).+ = ($parse)(raw)?;
+                Ok(())
+            },
+        }
+    };
+}
+
+/// Every setting authctl reads. SPEC §3 is the contract for the names. One line each
+/// (rustfmt would spread them over five).
+#[rustfmt::skip]
+const SETTINGS: &[Setting] = &[
+    setting!("database.url", ["AUTHCTL_DATABASE_URL", "DATABASE_URL"], Str, database_url = DatabaseUrl::parse)
+        .flag("--database-url", |o| o.database_url.clone()),
+    setting!("database.pool_min", ["AUTHCTL_DB_POOL_MIN_CONN", "DB_POOL_MIN_CONN"], Int, pool_min = parse_u32_in(0, 1000)),
+    setting!("database.pool_max", ["AUTHCTL_DB_POOL_MAX_CONN", "DB_POOL_MAX_CONN"], Int, pool_max = parse_u32_in(1, 1000)),
+    setting!("log.level", ["AUTHCTL_LOG_LEVEL", "LOG_LEVEL"], Str, log_level = parse_log_level)
+        .flag("--log-level", |o| o.log_level.clone()),
+    setting!("log.format", ["AUTHCTL_LOG_FORMAT"], Str, log_format = LogFormat::from_str)
+        .flag("--log-format", |o| o.log_format.map(|f| f.as_str().to_owned())),
+    setting!("server.bind", ["AUTHCTL_BIND"], Str, bind = parse_bind)
+        .flag("--bind", |o| o.bind.clone()),
+    setting!("rate_limit.enabled", ["AUTHCTL_RATE_LIMIT_ENABLED"], Bool, rate_limit.enabled = parse_bool),
+    setting!("rate_limit.register_per_minute", ["AUTHCTL_RATE_LIMIT_REGISTER_PER_MINUTE"], Int, rate_limit.register_per_minute = parse_per_minute),
+    setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
+    setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
+    setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
+    setting!("auth.secret_key", ["AUTHCTL_SECRET_KEY", "SECRET_KEY"], Str, auth.secret_key = |s| SecretKey::parse(s).map(Some)),
+    setting!("auth.algorithm", ["AUTHCTL_ALGORITHM", "ALGORITHM"], Str, auth.algorithm = parse_algorithm),
+    setting!("auth.access_token_ttl", ["AUTHCTL_ACCESS_TOKEN_TTL"], Str, auth.access_token_ttl = parse_duration),
+    setting!("auth.access_token_expire_minutes", ["AUTHCTL_ACCESS_TOKEN_EXPIRE_MINUTES", "ACCESS_TOKEN_EXPIRE_MINUTES"], Int, auth.access_token_ttl = parse_minutes),
+    setting!("auth.refresh_token_ttl", ["AUTHCTL_REFRESH_TOKEN_TTL"], Str, auth.refresh_token_ttl = parse_duration),
+    setting!("auth.refresh_token_expire_days", ["AUTHCTL_REFRESH_TOKEN_EXPIRE_DAYS", "REFRESH_TOKEN_EXPIRE_DAYS"], Int, auth.refresh_token_ttl = parse_days),
+    setting!("auth.bcrypt_cost", ["AUTHCTL_BCRYPT_COST"], Int, auth.bcrypt_cost = parse_u32_in(4, 31)),
+    setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_seconds),
+    setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
+    setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
+];
+
+/// Pairs of keys that set the same field in two forms (a duration and the original
+/// project's whole number): setting both, anywhere, is an error rather than a guess.
+const EXCLUSIVE: &[(&str, &str)] = &[
+    ("auth.access_token_ttl", "auth.access_token_expire_minutes"),
+    ("auth.refresh_token_ttl", "auth.refresh_token_expire_days"),
+];
+
+/// Loads the configuration from the process environment and the given flags.
+pub fn load(overrides: &Overrides) -> Result<Settings> {
+    load_with(overrides, &|name| std::env::var(name).ok())
+}
+
+/// Loads the configuration with an explicit environment lookup, so tests need not
+/// touch the process environment.
+pub fn load_with(
+    overrides: &Overrides,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings> {
+    let file = read_file(overrides.config_file.as_deref())?;
+    let mut settings = Settings::default();
+    // Where each key's winning value came from, for messages about two keys.
+    let mut sources: HashMap<&str, String> = HashMap::new();
+    let mut set = |setting: &Setting, raw: &str, source: String| -> Result<()> {
+        (setting.apply)(&mut settings, raw).map_err(|e| Error::config(format!("{source} {e}")))?;
+        sources.insert(setting.key, source);
+        Ok(())
+    };
+
+    for setting in SETTINGS {
+        if let Some(value) = file_value(&file, setting.key) {
+            let source = format!("config key {}", setting.key);
+            let raw = setting.kind.text(value).ok_or_else(|| {
+                Error::config(format!("{source} must be {}", setting.kind.expected()))
+            })?;
+            set(setting, &raw, source)?;
+        }
+    }
+    for setting in SETTINGS {
+        let found = setting.env.iter().find_map(|name| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name, v))
+        });
+        if let Some((name, raw)) = found {
+            set(setting, raw.trim(), format!("environment variable {name}"))?;
+        }
+    }
+    for setting in SETTINGS {
+        if let Some((flag, get)) = setting.flag
+            && let Some(raw) = get(overrides)
+        {
+            set(setting, &raw, flag.to_owned())?;
+        }
+    }
+
+    for (a, b) in EXCLUSIVE {
+        if let (Some(a), Some(b)) = (sources.get(a), sources.get(b)) {
+            return Err(Error::config(format!(
+                "both {a} and {b} set the same lifetime; set only one"
+            )));
+        }
+    }
+    if settings.pool_min > settings.pool_max {
+        return Err(Error::config(format!(
+            "DB_POOL_MIN_CONN ({}) is larger than DB_POOL_MAX_CONN ({})",
+            settings.pool_min, settings.pool_max
+        )));
+    }
+    Ok(settings)
+}
+
+/// The value at `section.name` in the file, if there is one.
+fn file_value<'a>(file: &'a Table, key: &str) -> Option<&'a Value> {
+    let (section, name) = key.split_once('.')?;
+    file.get(section)?.as_table()?.get(name)
+}
+
+/// Reads and parses the file, refusing keys that are not in [`SETTINGS`]. No
+/// `--config` and no `./authctl.toml` is an empty file.
+fn read_file(explicit: Option<&Path>) -> Result<Table> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            if !default.exists() {
+                return Ok(Table::new());
+            }
+            default
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::config(format!("cannot read config file {}: {e}", path.display())))?;
+    let file: Table = toml::from_str(&text).map_err(|e| {
+        Error::config(
+            format!("config file {}: {}", path.display(), e.message().trim())
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
+        )
+    })?;
+    for (section, value) in &file {
+        let names: Vec<&str> = SETTINGS
+            .iter()
+            .filter_map(|s| s.key.split_once('.'))
+            .filter(|(known, _)| known == section)
+            .map(|(_, name)| name)
+            .collect();
+        let at = path.display();
+        if names.is_empty() {
+            return Err(Error::config(format!(
+                "config file {at}: unknown section [{section}]"
+            )));
+        }
+        let Some(table) = value.as_table() else {
+            return Err(Error::config(format!(
+                "config file {at}: {section} must be a [{section}] table"
+            )));
+        };
+        if let Some(name) = table.keys().find(|name| !names.contains(&name.as_str())) {
+            return Err(Error::config(format!(
+                "config file {at}: unknown key `{name}` in [{section}]; known keys: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(file)
+}
+
+/// The environment variables authctl reads, for `--help` and the README.
+pub fn documented_env() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        (
+            "DATABASE_URL",
+            "sqlite://… or postgres://… (default sqlite://authctl.db)",
+        ),
+        (
+            "SECRET_KEY",
+            "HMAC signing key, at least 32 bytes (default: generated and stored in the database)",
+        ),
+        ("ALGORITHM", "HS256, HS384 or HS512 (default HS256)"),
+        (
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            "access token lifetime in minutes (default 30)",
+        ),
+        (
+            "REFRESH_TOKEN_EXPIRE_DAYS",
+            "refresh token lifetime in days (default 7)",
+        ),
+        (
+            "DB_POOL_MIN_CONN / DB_POOL_MAX_CONN",
+            "connection pool bounds (default 1 / 10)",
+        ),
+        ("LOG_LEVEL", "tracing filter (default info)"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CorsOrigins;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_with(&Overrides::default(), &move |k| map.get(k).cloned())
+    }
+
+    /// Writes `text` as the config file; the directory lives as long as the guard.
+    fn with_file(text: &str) -> (tempfile::TempDir, Overrides) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authctl.toml");
+        std::fs::write(&path, text).unwrap();
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        };
+        (dir, overrides)
+    }
+
+    fn config_error(r: Result<Settings>) -> String {
+        match r {
+            Err(Error::Config(msg)) => msg,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.database_url.expose(), "sqlite://authctl.db");
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.auth.access_token_ttl, Duration::from_secs(1800));
+        assert_eq!(s.auth.refresh_token_ttl, Duration::from_secs(7 * 86400));
+        assert_eq!(s.auth.bcrypt_cost, 12);
+        assert_eq!(s.rate_limit.login_per_minute.get(), 10);
+        assert!(s.auth.secret_key.is_none());
+    }
+
+    #[test]
+    fn original_project_variable_names_work() {
+        let s = load_env(&[
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "5"),
+            ("REFRESH_TOKEN_EXPIRE_DAYS", "2"),
+            ("DATABASE_URL", "postgres://u:p@localhost/db"),
+            ("LOG_LEVEL", "DEBUG"),
+            ("DB_POOL_MAX_CONN", "3"),
+        ])
+        .unwrap();
+        assert_eq!(s.auth.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(s.auth.refresh_token_ttl, Duration::from_secs(2 * 86400));
+        assert!(s.database_url.is_postgres());
+        assert_eq!(s.log_level, "debug");
+        assert_eq!(s.pool_max, 3);
+    }
+
+    #[test]
+    fn a_ttl_and_its_legacy_form_together_are_an_error() {
+        let msg = config_error(load_env(&[
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "5"),
+            ("AUTHCTL_ACCESS_TOKEN_TTL", "10m"),
+        ]));
+        assert!(
+            msg.contains("ACCESS_TOKEN_EXPIRE_MINUTES") && msg.contains("AUTHCTL_ACCESS_TOKEN_TTL"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unparsable_values_name_the_variable() {
+        let msg = config_error(load_env(&[("AUTHCTL_BCRYPT_COST", "99")]));
+        assert!(msg.contains("AUTHCTL_BCRYPT_COST"), "{msg}");
+        let msg = config_error(load_env(&[("AUTHCTL_REFRESH_TOKEN_TTL", "soon")]));
+        assert!(msg.contains("AUTHCTL_REFRESH_TOKEN_TTL"), "{msg}");
+        let msg = config_error(load_env(&[("AUTHCTL_TRUSTED_PROXIES", "10.0.0.0/8,nope")]));
+        assert!(msg.contains("AUTHCTL_TRUSTED_PROXIES"), "{msg}");
+    }
+
+    #[test]
+    fn weak_or_placeholder_keys_are_refused_and_never_echoed() {
+        let msg = config_error(load_env(&[(
+            "SECRET_KEY",
+            "your-secret-key-change-in-production",
+        )]));
+        assert!(
+            msg.contains("SECRET_KEY") && msg.contains("placeholder"),
+            "{msg}"
+        );
+        let msg = config_error(load_env(&[("SECRET_KEY", "short-key-1234")]));
+        assert!(
+            msg.contains("at least 32 bytes") && !msg.contains("short-key-1234"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_strong_key_is_accepted_and_redacted_in_debug() {
+        let key = "k7Qn2vX9pL4mR8sT1wY6zB3cF5hJ0dGa";
+        let s = load_env(&[("SECRET_KEY", key)]).unwrap();
+        assert!(!format!("{s:?}").contains(key));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused_with_their_name() {
+        let (_dir, overrides) = with_file("[server]\nbindd = \"0.0.0.0:1\"\n");
+        let msg = config_error(load_with(&overrides, &|_| None));
+        assert!(msg.contains("bindd"), "{msg}");
+    }
+
+    #[test]
+    fn flags_beat_env_and_env_beats_the_file() {
+        let (_dir, mut overrides) = with_file(
+            "[server]\nbind = \"127.0.0.1:1111\"\n[auth]\nbcrypt_cost = 5\nissuer = \"file\"\n",
+        );
+        let env = |k: &str| (k == "AUTHCTL_BIND").then(|| "127.0.0.1:2222".to_string());
+        let s = load_with(&overrides, &env).unwrap();
+        assert_eq!(s.bind.port(), 2222);
+        assert_eq!(s.auth.bcrypt_cost, 5);
+        overrides.bind = Some("127.0.0.1:3333".into());
+        assert_eq!(load_with(&overrides, &env).unwrap().bind.port(), 3333);
+    }
+
+    #[test]
+    fn cors_is_off_unless_origins_are_configured() {
+        assert_eq!(load_env(&[]).unwrap().cors, CorsOrigins::Off);
+        let any = load_env(&[("AUTHCTL_CORS_ALLOWED_ORIGINS", "*")]).unwrap();
+        assert_eq!(any.cors, CorsOrigins::Any);
+        let some = load_env(&[(
+            "AUTHCTL_CORS_ALLOWED_ORIGINS",
+            "https://App.Example.com, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            some.cors,
+            CorsOrigins::Only(vec![
+                "https://app.example.com".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        for bad in [
+            "https://app.example.com/path",
+            "app.example.com",
+            "ftp://app.example.com",
+            "*, https://app.example.com",
+            "https://user@app.example.com",
+        ] {
+            let msg = config_error(load_env(&[("AUTHCTL_CORS_ALLOWED_ORIGINS", bad)]));
+            assert!(msg.contains("AUTHCTL_CORS_ALLOWED_ORIGINS"), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_come_from_the_file_too() {
+        let (_dir, overrides) =
+            with_file("[cors]\nallowed_origins = [\"https://app.example.com\"]\n");
+        let s = load_with(&overrides, &|_| None).unwrap();
+        assert_eq!(
+            s.cors,
+            CorsOrigins::Only(vec!["https://app.example.com".into()])
+        );
+        std::fs::write(
+            overrides.config_file.as_ref().unwrap(),
+            "[cors]\nallowed_origins = [\"nope\"]\n",
+        )
+        .unwrap();
+        let msg = config_error(load_with(&overrides, &|_| None));
+        assert!(msg.contains("cors.allowed_origins"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_value_of_the_wrong_type_names_its_key() {
+        let (_dir, overrides) = with_file("[auth]\nbcrypt_cost = \"five\"\n");
+        let msg = config_error(load_with(&overrides, &|_| None));
+        assert!(
+            msg.contains("auth.bcrypt_cost") && msg.contains("whole number"),
+            "{msg}"
+        );
+        std::fs::write(
+            overrides.config_file.as_ref().unwrap(),
+            "[nonsense]\nx = 1\n",
+        )
+        .unwrap();
+        let msg = config_error(load_with(&overrides, &|_| None));
+        assert!(msg.contains("[nonsense]"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_ttl_and_an_env_legacy_integer_together_are_an_error() {
+        let (_dir, overrides) = with_file("[auth]\nrefresh_token_ttl = \"3d\"\n");
+        let env = |k: &str| (k == "REFRESH_TOKEN_EXPIRE_DAYS").then(|| "2".to_string());
+        let msg = config_error(load_with(&overrides, &env));
+        assert!(
+            msg.contains("auth.refresh_token_ttl") && msg.contains("REFRESH_TOKEN_EXPIRE_DAYS"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_a_distinct_key_and_environment_variables() {
+        let mut keys = std::collections::HashSet::new();
+        let mut vars = std::collections::HashSet::new();
+        for s in SETTINGS {
+            assert!(keys.insert(s.key), "{} twice", s.key);
+            assert!(s.env[0].starts_with("AUTHCTL_"), "{}", s.key);
+            for v in s.env {
+                assert!(vars.insert(*v), "{v} twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Domain types that can only be built through `parse`: once you hold an [`Email`],
+//! a [`Username`] or a [`Password`], it is valid. Ids are typed ([`UserId`],
+//! [`FamilyId`]) from the database row to the JSON output.
+
+mod email;
+mod ids;
+mod password;
+mod user;
+mod username;
+
+pub use email::Email;
+pub use ids::{FamilyId, UserId};
+pub use password::Password;
+pub use user::UserRef;
+pub use username::Username;
