@@ -184,3 +184,47 @@ impl Plan {
         self.scenarios.contains(&scenario)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        // --server, so that resolving the plan never runs cargo.
+        let argv = ["authctl-bench", "--server", "/bin/true"]
+            .into_iter()
+            .chain(args.iter().copied());
+        Plan::from_args(Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn smoke_mode_shortens_everything_and_runs_every_scenario_on_both_backends() {
+        let p = plan(&["--smoke"]).expect("plan");
+        assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
+        assert_eq!(p.measure, Duration::from_secs(1));
+        assert_eq!(p.scenarios.len(), 6);
+        assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
+    }
+
+    #[test]
+    fn only_takes_scenario_names_and_refresh_takes_chains_x_rotations() {
+        let p = plan(&["--only", "me,liveness-under-login", "--refresh", "2x5"]).expect("plan");
+        assert_eq!(
+            p.scenarios,
+            vec![Scenario::Me, Scenario::LivenessUnderLogin]
+        );
+        assert!(p.runs(Scenario::Me) && !p.runs(Scenario::Login));
+        assert_eq!((p.chains, p.rotations), (2, 5));
+        for s in Scenario::value_variants() {
+            let cli = s.to_possible_value().expect("every scenario is selectable");
+            assert_eq!(
+                cli.get_name(),
+                s.name(),
+                "the report names what --only takes"
+            );
+        }
+        assert!(plan(&["--only", "nope"]).is_err());
+        assert!(plan(&["--refresh", "0x5"]).is_err());
+        assert!(plan(&["--duration", "20"]).is_err());
+    }
+}

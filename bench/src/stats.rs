@@ -250,3 +250,40 @@ impl BcryptLimit {
         self.cores as f64 * 1000.0 / self.single_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(latencies_us: &[u32], window_s: u64) -> Stats {
+        Stats {
+            ok: latencies_us.len() as u64,
+            answered: latencies_us.len() as u64,
+            latencies_us: latencies_us.to_vec(),
+            ..Stats::default()
+        }
+        .finish(Duration::from_secs(window_s))
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_every_kept_latency() {
+        let s = stats(&[4000, 1000, 3000, 2000], 2);
+        assert_eq!(s.quantile_ms(0.5), 2.0);
+        assert_eq!(s.quantile_ms(0.99), 4.0);
+        assert_eq!(s.quantile_ms(0.0), 1.0);
+        assert_eq!(s.max_ms(), 4.0);
+        assert_eq!(s.rate(), 2.0);
+        assert!(Stats::default().quantile_ms(0.5).is_nan());
+    }
+
+    #[test]
+    fn rounds_add_up_their_counts_windows_and_latencies() {
+        let mut total = Stats::default();
+        total.add_round(stats(&[1000, 3000], 1));
+        total.add_round(stats(&[2000], 1));
+        assert_eq!(total.ok, 3);
+        assert_eq!(total.window, Duration::from_secs(2));
+        assert_eq!(total.latencies_us, vec![1000, 2000, 3000]);
+        assert_eq!(total.rate(), 1.5);
+    }
+}
