@@ -40,6 +40,9 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY migrations ./migrations
 COPY assets ./assets
 COPY src ./src
+# The workspace's other members: cargo loads every member's manifest even to build one.
+COPY bench ./bench
+COPY crates ./crates
 RUN cargo build --release --locked --bin authctl \
  && install -D -m 0755 target/release/authctl /out/authctl
 

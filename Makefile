@@ -14,7 +14,7 @@ IMAGE   ?= authctl:latest
 export DOCKER
 
 .PHONY: help dev build image image-from-source postgres-image up down logs ps \
-        test test-container compose-smoke clean
+        test test-container compose-smoke bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-18s %s\n", $$1, $$2 }'
@@ -56,8 +56,8 @@ logs: ## follow the stack's logs
 ps: ## show the stack's containers and their health
 	$(COMPOSE) ps
 
-test: ## cargo test (everything; the container tests need Docker and authctl:latest)
-	$(CARGO) test
+test: ## cargo test --workspace (everything; the container tests need Docker and authctl:latest)
+	$(CARGO) test --workspace
 
 test-container: image ## the Testcontainers tests against the freshly built image
 	$(CARGO) test --test container
@@ -65,6 +65,9 @@ test-container: image ## the Testcontainers tests against the freshly built imag
 compose-smoke: image ## bring the stack up with authctl-postgres:15, register + log in, down -v
 	docker/postgres-image.sh
 	POSTGRES_IMAGE=authctl-postgres:15 ci/compose-smoke.sh
+
+bench: ## the benchmark (README, Performance): both backends, release build; BENCH_ARGS="--smoke" etc.
+	$(CARGO) run --release -p authctl-bench -- $(BENCH_ARGS)
 
 clean: ## remove build output and the local SQLite database (not images or volumes)
 	$(CARGO) clean

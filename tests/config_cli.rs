@@ -113,46 +113,32 @@ fn completions_are_printed_for_every_shell() {
 
 #[test]
 fn serve_creates_the_sqlite_database_and_the_key_on_first_start() {
+    use authctl_testkit::process::ServerProcess;
+    use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authctl"))
-        .current_dir(dir.path())
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], authctl_testkit::free_port().unwrap()).into();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authctl"));
+    cmd.current_dir(dir.path())
         .env_clear()
-        .env("AUTHCTL_BIND", format!("127.0.0.1:{port}"))
+        .env("AUTHCTL_BIND", addr.to_string())
         .arg("serve")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut healthy = false;
-    for _ in 0..100 {
-        let status = authctl(dir.path())
-            .args(["health", "--url", &format!("http://127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped());
+    let mut server = ServerProcess::spawn(cmd, addr).unwrap();
+    let ready = server.wait_ready(Instant::now(), Duration::from_secs(10));
+    // `authctl health` (the container's HEALTHCHECK) agrees with the probe.
+    let healthy = ready.is_ok()
+        && authctl(dir.path())
+            .args(["health", "--url", &format!("http://{addr}")])
             .output()
             .unwrap()
-            .status;
-        if status.success() {
-            healthy = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
+            .status
+            .success();
+    let mut stderr_pipe = server.child_mut().and_then(|c| c.stderr.take()).unwrap();
+    let status = server.stop(Duration::from_secs(10)).unwrap().unwrap();
     let mut stderr = String::new();
     use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(healthy, "server never became healthy: {stderr}");
+    stderr_pipe.read_to_string(&mut stderr).unwrap();
+    assert!(healthy, "server never became healthy ({ready:?}): {stderr}");
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
     assert!(dir.path().join("authctl.db").exists());
     assert!(stderr.contains("generated a signing key"), "{stderr}");

@@ -1,6 +1,6 @@
 //! Test support: a server of our own on 127.0.0.1:0 against a fresh database per
-//! test, on SQLite (a temp file) or PostgreSQL (a throwaway cluster this process
-//! starts with initdb, or the server `AUTHCTL_TEST_POSTGRES_URL` names).
+//! test, on SQLite (a temp file) or PostgreSQL (the throwaway cluster of
+//! `authctl_testkit::pg`, or the server `AUTHCTL_TEST_POSTGRES_URL` names).
 //!
 //! When PostgreSQL cannot be had, tests say SKIPPED loudly; under `CI=true` that is a
 //! failure instead.
@@ -233,16 +233,8 @@ pub async fn postgres() -> Option<Backend> {
     }
 }
 
-/// Says SKIPPED on stderr, or panics under CI=true.
-pub fn skip_or_fail(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("required test dependency missing under CI: {why}");
-    }
-    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests,
-    // and a skip must never read as a silent pass.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-}
+/// Says SKIPPED on stderr, or panics under CI=true (one rule for tests and bench).
+pub use authctl_testkit::skip_or_fail;
 
 /// Path of the built binary.
 pub fn authctl_bin() -> PathBuf {

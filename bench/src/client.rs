@@ -1,0 +1,144 @@
+//! The load generator's HTTP/1.1 client: one hyper connection per [`Sender`], kept
+//! alive, and the few requests the scenarios send.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::PASSWORD;
+
+/// The server being measured.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: HeaderValue,
+    /// For CPU readings (`stats::CpuSnap`).
+    pub server_pid: u32,
+}
+
+pub type Sender = SendRequest<Full<Bytes>>;
+
+pub async fn connect(target: &Target) -> Result<Sender, String> {
+    let stream = TcpStream::connect(target.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+pub async fn send(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), String> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("connection: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+pub fn get(target: &Target, path: &str, bearer: Option<&HeaderValue>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header(HOST, target.host.clone());
+    if let Some(v) = bearer {
+        b = b.header(AUTHORIZATION, v.clone());
+    }
+    // Our own constant paths and already-valid header values: it cannot fail.
+    b.body(Full::new(Bytes::new())).expect("a valid request")
+}
+
+fn post(
+    target: &Target,
+    path: &str,
+    content_type: &'static str,
+    body: String,
+) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(HOST, target.host.clone())
+        .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid request")
+}
+
+pub fn login_request(target: &Target, username: &str) -> Request<Full<Bytes>> {
+    post(
+        target,
+        "/api/v1/auth/token",
+        "application/x-www-form-urlencoded",
+        format!("username={username}&password={PASSWORD}"),
+    )
+}
+
+pub fn register_request(target: &Target, username: &str) -> Request<Full<Bytes>> {
+    post(
+        target,
+        "/api/v1/auth/register",
+        "application/json",
+        json!({"email": format!("{username}@bench.example"), "username": username, "password": PASSWORD})
+            .to_string(),
+    )
+}
+
+pub fn refresh_request(target: &Target, token: &str) -> Request<Full<Bytes>> {
+    post(
+        target,
+        "/api/v1/auth/refresh",
+        "application/json",
+        json!({ "refresh_token": token }).to_string(),
+    )
+}
+
+/// One request on a fresh connection, expecting `expect`; the JSON body.
+pub async fn call(
+    target: &Target,
+    req: Request<Full<Bytes>>,
+    expect: StatusCode,
+) -> Result<Value, String> {
+    let mut sender = connect(target).await?;
+    let (status, body) = send(&mut sender, req).await?;
+    if status != expect {
+        return Err(format!(
+            "expected {expect}, got {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+}
+
+pub fn token_field(v: &Value, name: &str) -> Result<String, String> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no {name} in {v}"))
+}

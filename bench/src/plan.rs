@@ -1,0 +1,230 @@
+//! What one run measures: the command line ([`Args`]), the scenarios and backends it
+//! names, and the [`Plan`] resolved from them (smoke-mode defaults included).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::server;
+
+/// Load benchmark of `authctl serve` on SQLite and PostgreSQL (see README, Performance).
+#[derive(Debug, Parser)]
+#[command(name = "authctl-bench", version)]
+pub struct Args {
+    /// Which database to benchmark
+    #[arg(long, value_enum, default_value_t = BackendArg::Both)]
+    backend: BackendArg,
+    /// CI mode: ~1 s per scenario at bcrypt cost 4; exit 1 on any failed request or
+    /// broken refresh chain (timings are reported, never judged)
+    #[arg(long, env = "AUTHCTL_BENCH_SMOKE", value_parser = clap::builder::BoolishValueParser::new())]
+    smoke: bool,
+    /// The authctl binary to run [default: `authctl` next to this program, rebuilt first
+    /// when started by `cargo run`]
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// bcrypt cost for the server and for the in-process limit [default: 12; smoke: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: Option<u32>,
+    /// Measured seconds per load scenario, after 1 s of warm-up [default: 10; smoke: 1]
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// The server's LOG_LEVEL (one INFO line per request at `info`)
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    log_level: String,
+    /// Worker threads of the load generator (it shares the machine with the server)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    client_threads: usize,
+    /// Refresh chains (one connection each) and rotations per chain [default: 8x300; smoke: 4x40]
+    #[arg(long, value_name = "CHAINSxROTATIONS")]
+    refresh: Option<String>,
+    /// Run only these scenarios (comma-separated: liveness, me, login,
+    /// liveness-under-login, register, refresh) [default: all]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    only: Vec<Scenario>,
+    /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    server_env: Vec<(String, String)>,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "expected KEY=VALUE".to_owned())
+}
+
+/// The scenarios, in the order they run and are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// `/health/liveness`: the server's own ceiling
+    Liveness,
+    /// `/api/v1/auth/me`: a JWT check and one query per request
+    Me,
+    /// `/api/v1/auth/token`: one bcrypt verify per request
+    Login,
+    /// paced liveness and /me probes while 8 connections log in
+    LivenessUnderLogin,
+    /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
+    Register,
+    /// concurrent refresh-token rotation chains
+    Refresh,
+}
+
+impl Scenario {
+    /// The name on the command line, in the JSON lines and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Liveness => "liveness",
+            Scenario::Me => "me",
+            Scenario::Login => "login",
+            Scenario::LivenessUnderLogin => "liveness-under-login",
+            Scenario::Register => "register",
+            Scenario::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Settings of one run, resolved from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub smoke: bool,
+    pub server: PathBuf,
+    pub cost: u32,
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub log_level: String,
+    pub chains: usize,
+    pub rotations: usize,
+    pub startup_runs: usize,
+    pub cores: usize,
+    pub client_threads: usize,
+    pub profile: String,
+    pub server_env: Vec<(String, String)>,
+    pub scenarios: Vec<Scenario>,
+    pub backends: Vec<Backend>,
+}
+
+impl Plan {
+    /// Resolves the defaults (smoke or full) and checks the values clap cannot; the
+    /// error is the one line to print.
+    pub fn from_args(args: Args) -> Result<Plan, String> {
+        let smoke = args.smoke;
+        let server = match args.server {
+            Some(p) => p,
+            None => server::sibling_server()?,
+        };
+        let (chains, rotations) = match args.refresh.as_deref() {
+            None if smoke => (4, 40),
+            None => (8, 300),
+            Some(s) => match s
+                .split_once('x')
+                .and_then(|(c, r)| Some((c.parse().ok()?, r.parse().ok()?)))
+            {
+                Some((c, r)) if c > 0 && r > 0 => (c, r),
+                _ => return Err("--refresh takes CHAINSxROTATIONS, e.g. 8x300".into()),
+            },
+        };
+        let measure = args.duration.unwrap_or(if smoke { 1.0 } else { 10.0 });
+        if !(0.1..=13.0).contains(&measure) {
+            return Err(
+                "--duration must be between 0.1 and 13 seconds (every scenario stays under 15 s)"
+                    .into(),
+            );
+        }
+        Ok(Plan {
+            smoke,
+            profile: server::profile_of(&server),
+            server,
+            cost: args.bcrypt_cost.unwrap_or(if smoke { 4 } else { 12 }),
+            warmup: Duration::from_secs_f64(if smoke { 0.2 } else { 1.0 }),
+            measure: Duration::from_secs_f64(measure),
+            log_level: args.log_level,
+            chains,
+            rotations,
+            startup_runs: if smoke { 2 } else { 5 },
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            client_threads: args.client_threads.max(1),
+            server_env: args.server_env,
+            scenarios: if args.only.is_empty() {
+                Scenario::value_variants().to_vec()
+            } else {
+                args.only
+            },
+            backends: match args.backend {
+                BackendArg::Sqlite => vec![Backend::Sqlite],
+                BackendArg::Postgres => vec![Backend::Postgres],
+                BackendArg::Both => vec![Backend::Sqlite, Backend::Postgres],
+            },
+        })
+    }
+
+    pub fn runs(&self, scenario: Scenario) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        // --server, so that resolving the plan never runs cargo.
+        let argv = ["authctl-bench", "--server", "/bin/true"]
+            .into_iter()
+            .chain(args.iter().copied());
+        Plan::from_args(Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn smoke_mode_shortens_everything_and_runs_every_scenario_on_both_backends() {
+        let p = plan(&["--smoke"]).expect("plan");
+        assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
+        assert_eq!(p.measure, Duration::from_secs(1));
+        assert_eq!(p.scenarios.len(), 6);
+        assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
+    }
+
+    #[test]
+    fn only_takes_scenario_names_and_refresh_takes_chains_x_rotations() {
+        let p = plan(&["--only", "me,liveness-under-login", "--refresh", "2x5"]).expect("plan");
+        assert_eq!(
+            p.scenarios,
+            vec![Scenario::Me, Scenario::LivenessUnderLogin]
+        );
+        assert!(p.runs(Scenario::Me) && !p.runs(Scenario::Login));
+        assert_eq!((p.chains, p.rotations), (2, 5));
+        for s in Scenario::value_variants() {
+            let cli = s.to_possible_value().expect("every scenario is selectable");
+            assert_eq!(
+                cli.get_name(),
+                s.name(),
+                "the report names what --only takes"
+            );
+        }
+        assert!(plan(&["--only", "nope"]).is_err());
+        assert!(plan(&["--refresh", "0x5"]).is_err());
+        assert!(plan(&["--duration", "20"]).is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! One backend, scenario by scenario: its database, the server's start-up runs,
+//! setup users, each scenario in turn, memory, a graceful stop, and the JSON lines.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use hyper::header::HeaderValue;
+use serde_json::json;
+
+use authctl_testkit::pg::Cluster;
+
+use crate::client::{Target, call, get, login_request, register_request, token_field};
+use crate::load::{MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load};
+use crate::plan::{Backend, Plan, Scenario};
+use crate::report::{Report, emit, round2};
+use crate::server::{Server, memory_kib};
+use crate::stats::{BcryptLimit, CpuSnap, Stats, Window};
+
+pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String> {
+    eprintln!("== {} ==", backend.name());
+    let work = tempfile::Builder::new()
+        .prefix("authctl-bench-")
+        .tempdir()
+        .map_err(|e| format!("work dir: {e}"))?;
+    let cluster;
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", work.path().join("bench.db").display()),
+        Backend::Postgres => {
+            // Durable (fsync on), unlike the tests' cluster: the figures are the product's.
+            cluster =
+                tokio::task::spawn_blocking(|| Cluster::start_with(&[("max_connections", "100")]))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            cluster.url("postgres")
+        }
+    };
+
+    // First start migrates the empty database; later starts find it migrated.
+    let mut server = Server::spawn(plan, &database_url, work.path(), 0)?;
+    server.wait_started(Instant::now(), Duration::from_secs(60))?;
+    server.stop()?;
+    let mut startup = Vec::new();
+    let mut n = 0;
+    let mut server = loop {
+        n += 1;
+        let t = Instant::now();
+        let mut s = Server::spawn(plan, &database_url, work.path(), n)?;
+        startup.push(s.wait_started(t, Duration::from_secs(30))?);
+        if n == plan.startup_runs {
+            break s;
+        }
+        s.stop()?;
+    };
+    eprintln!(
+        "start-to-ready: {}",
+        startup
+            .iter()
+            .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (rss_idle_kib, _) = memory_kib(server.pid());
+
+    let target = Target {
+        addr: server.addr(),
+        host: HeaderValue::from_str(&server.addr().to_string()).map_err(|e| e.to_string())?,
+        server_pid: server.pid(),
+    };
+    let prefix = format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+
+    // Setup: one user to log in as, and a few sessions for /me.
+    let user = format!("{prefix}_user");
+    call(
+        &target,
+        register_request(&target, &user),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let mut bearers = Vec::new();
+    for _ in 0..4 {
+        let pair = call(&target, login_request(&target, &user), StatusCode::OK).await?;
+        let access = token_field(&pair, "access_token")?;
+        bearers
+            .push(HeaderValue::from_str(&format!("Bearer {access}")).map_err(|e| e.to_string())?);
+    }
+    let bearers = Arc::new(bearers);
+
+    // liveness (the server's own ceiling) and me (JWT check + one query per request),
+    // measured in alternating rounds: their ratio is a target.
+    let (t, b) = (target.clone(), bearers.clone());
+    let me_make: MakeRequest =
+        Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()])));
+    let t = target.clone();
+    let liveness_make: MakeRequest = Arc::new(move |_, _| get(&t, "/health/liveness", None));
+    let paired: Vec<(Scenario, MakeRequest)> =
+        [(Scenario::Liveness, liveness_make), (Scenario::Me, me_make)]
+            .into_iter()
+            .filter(|(name, _)| plan.runs(*name))
+            .collect();
+    let (mut liveness, mut me) = (Stats::default(), Stats::default());
+    if !paired.is_empty() {
+        let names: Vec<Scenario> = paired.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "{}: 64 connections, alternating rounds …",
+            names
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        );
+        let results = run_alternating(
+            &target,
+            plan,
+            64,
+            paired.into_iter().map(|(_, make)| make).collect(),
+        )
+        .await;
+        for (name, stats) in names.into_iter().zip(results) {
+            emit(backend, name, &stats, json!({"connections": 64}));
+            match name {
+                Scenario::Liveness => liveness = stats,
+                _ => me = stats,
+            }
+        }
+    }
+
+    // login, with the bcrypt ceiling measured just before, in this process.
+    let (t, u) = (target.clone(), user.clone());
+    let login_make: MakeRequest = Arc::new(move |_, _| login_request(&t, &u));
+    let mut login = Stats::default();
+    let mut bcrypt = BcryptLimit::default();
+    if plan.runs(Scenario::Login) {
+        eprintln!("bcrypt limit at cost {} …", plan.cost);
+        let (cost, cores) = (plan.cost, plan.cores);
+        let before = CpuSnap::take(target.server_pid);
+        bcrypt = tokio::task::spawn_blocking(move || BcryptLimit::measure(cost, cores, 3))
+            .await
+            .map_err(|e| e.to_string())?;
+        bcrypt.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
+        eprintln!("login: 8 connections …");
+        login = run_load(&target, plan, 8, StatusCode::OK, login_make.clone()).await;
+        emit(
+            backend,
+            Scenario::Login,
+            &login,
+            json!({
+                "connections": 8,
+                "bcrypt_cost": plan.cost,
+                "bcrypt_limit_per_s": round2(bcrypt.per_second()),
+                "bcrypt_verify_ms": round2(bcrypt.single_ms),
+                "bcrypt_verify_all_cores_ms": round2(bcrypt.parallel_ms),
+                "bcrypt_other_cpu_pct": round2(bcrypt.others_cpu_pct),
+                "cores": plan.cores,
+            }),
+        );
+    }
+
+    // liveness-under-login: paced probes (liveness, and /me) while 8 connections log in.
+    let (mut under_login_liveness, mut under_login_me, mut under_login_logins) =
+        (Stats::default(), Stats::default(), Stats::default());
+    if plan.runs(Scenario::LivenessUnderLogin) {
+        eprintln!("liveness-under-login …");
+        let window = Window::after(plan.warmup, plan.measure);
+        let before = CpuSnap::take(target.server_pid);
+        let logins = start_load(&target, 8, window, StatusCode::OK, None, login_make);
+        let t = target.clone();
+        let probes = start_load(
+            &target,
+            4,
+            window,
+            StatusCode::OK,
+            Some(Duration::from_millis(10)),
+            Arc::new(move |_, _| get(&t, "/health/liveness", None)),
+        );
+        let (t, b) = (target.clone(), bearers.clone());
+        let me_probes = start_load(
+            &target,
+            2,
+            window,
+            StatusCode::OK,
+            Some(Duration::from_millis(10)),
+            Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()]))),
+        );
+        under_login_liveness = collect(probes, window).await;
+        under_login_me = collect(me_probes, window).await;
+        under_login_logins = collect(logins, window).await;
+        under_login_liveness.others_cpu_pct =
+            before.others_pct_until(&CpuSnap::take(target.server_pid));
+        emit(
+            backend,
+            Scenario::LivenessUnderLogin,
+            &under_login_liveness,
+            json!({
+                "probe_connections": 4,
+                "probe_interval_ms": 10,
+                "me_p99_ms": round2(under_login_me.quantile_ms(0.99)),
+                "me_errors": under_login_me.errors,
+                "logins_per_s": round2(under_login_logins.rate()),
+                "login_errors": under_login_logins.errors,
+            }),
+        );
+    }
+
+    // register: every request a new user (one bcrypt hash each).
+    let mut register = Stats::default();
+    if plan.runs(Scenario::Register) {
+        eprintln!("register: 8 connections …");
+        let (t, p) = (target.clone(), prefix.clone());
+        register = run_load(
+            &target,
+            plan,
+            8,
+            StatusCode::CREATED,
+            Arc::new(move |c, seq| register_request(&t, &format!("{p}_{c}_{seq}"))),
+        )
+        .await;
+        emit(
+            backend,
+            Scenario::Register,
+            &register,
+            json!({"connections": 8}),
+        );
+    }
+
+    // refresh: concurrent rotation chains.
+    let (mut refresh, mut refresh_wall, mut broken_chains, mut unfinished_chains) =
+        (Stats::default(), Duration::ZERO, 0, 0);
+    if plan.runs(Scenario::Refresh) {
+        eprintln!(
+            "refresh: {} chains x {} rotations …",
+            plan.chains, plan.rotations
+        );
+        (refresh, refresh_wall, broken_chains, unfinished_chains) =
+            refresh_chains(&target, plan, &user).await?;
+        emit(
+            backend,
+            Scenario::Refresh,
+            &refresh,
+            json!({
+                "chains": plan.chains,
+                "rotations_per_chain": plan.rotations,
+                "broken_chains": broken_chains,
+                "unfinished_chains": unfinished_chains,
+                "rotations_per_s": round2(refresh.ok as f64 / refresh_wall.as_secs_f64()),
+            }),
+        );
+    }
+
+    let (rss_end_kib, rss_peak_kib) = memory_kib(server.pid());
+    let clean_exit = server.stop()?;
+    let server_log_errors = server.log_errors();
+    let report = Report {
+        backend,
+        liveness,
+        me,
+        login,
+        bcrypt,
+        under_login_liveness,
+        under_login_me,
+        under_login_logins,
+        register,
+        refresh,
+        refresh_wall,
+        chains: plan.chains,
+        broken_chains,
+        unfinished_chains,
+        rss_idle_kib,
+        rss_end_kib,
+        rss_peak_kib,
+        startup,
+        clean_exit,
+        server_log_errors,
+    };
+    let startup_ms: Vec<f64> = report
+        .startup
+        .iter()
+        .map(|d| round2(d.as_secs_f64() * 1000.0))
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "bench": "authctl",
+            "backend": backend.name(),
+            "scenario": "memory",
+            "rss_idle_mib": round2(rss_idle_kib as f64 / 1024.0),
+            "rss_end_mib": round2(rss_end_kib as f64 / 1024.0),
+            "rss_peak_mib": round2(rss_peak_kib as f64 / 1024.0),
+            "start_to_ready_ms": round2(report.startup_median().as_secs_f64() * 1000.0),
+            "start_to_ready_runs_ms": startup_ms,
+            "clean_exit": clean_exit,
+            "server_log_errors": server_log_errors,
+        })
+    );
+    for (name, measured, pass) in report.targets(plan) {
+        println!(
+            "{}",
+            json!({"bench": "authctl", "backend": backend.name(), "scenario": "target", "target": name, "measured": measured, "pass": pass})
+        );
+    }
+    drop(work);
+    Ok(report)
+}

@@ -1,0 +1,157 @@
+//! The server under test: finding (and under `cargo run`, building) the `authctl`
+//! binary, starting it as shipped but for the benchmark's key, bcrypt cost and
+//! database, and reading its memory. Starting, readiness and stopping are
+//! `authctl_testkit::process`'s, shared with the tests.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authctl_testkit::process::ServerProcess;
+
+use crate::plan::Plan;
+
+/// `authctl` next to this executable. Under `cargo run`, it is (re)built first with
+/// the same profile, so `cargo run --release -p authctl-bench` is the one command.
+pub fn sibling_server() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let dir = exe.parent().ok_or("this program has no directory")?;
+    let server = dir.join(format!("authctl{}", std::env::consts::EXE_SUFFIX));
+    if let (Some(cargo), Some(manifest)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) {
+        let profile = profile_of(&server);
+        let mut build = Command::new(cargo);
+        // Any member's manifest names the workspace; `-p` picks the server crate.
+        build
+            .args(["build", "--quiet", "-p", "authctl", "--bin", "authctl"])
+            .arg("--manifest-path")
+            .arg(Path::new(&manifest).join("Cargo.toml"));
+        match profile.as_str() {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        eprintln!("building authctl ({profile}) …");
+        let status = build
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err("building authctl failed".into());
+        }
+    }
+    if !server.exists() {
+        return Err(format!(
+            "{} not found: run `cargo build --release` first, or pass --server PATH",
+            server.display()
+        ));
+    }
+    Ok(server)
+}
+
+/// The cargo profile a binary was built with: the name of its directory.
+pub fn profile_of(server: &Path) -> String {
+    server
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(|| "unknown".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// A running `authctl serve` whose stderr goes to a log file; killed on drop if not
+/// stopped.
+pub struct Server {
+    process: ServerProcess,
+    log: PathBuf,
+}
+
+impl Server {
+    pub fn spawn(plan: &Plan, database_url: &str, work: &Path, n: usize) -> Result<Server, String> {
+        let port = authctl_testkit::free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = work.join(format!("server-{n}.log"));
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut cmd = Command::new(&plan.server);
+        cmd.arg("serve")
+            .current_dir(work)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("SECRET_KEY", crate::BENCH_SECRET_KEY)
+            .env("AUTHCTL_BIND", addr.to_string())
+            .env("AUTHCTL_RATE_LIMIT_ENABLED", "false")
+            .env("AUTHCTL_BCRYPT_COST", plan.cost.to_string())
+            .env("LOG_LEVEL", &plan.log_level)
+            .envs(plan.server_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        Ok(Server {
+            process: ServerProcess::spawn(cmd, addr)?,
+            log,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.process.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Waits for `/health/startup`; returns the time since `since`. A failure carries
+    /// the server log's last lines.
+    pub fn wait_started(&mut self, since: Instant, patience: Duration) -> Result<Duration, String> {
+        self.process
+            .wait_ready(since, patience)
+            .map_err(|e| format!("{e}: {}", self.log_tail()))
+    }
+
+    /// SIGTERM, then waits (10 s at most) for a graceful exit; returns whether it was 0.
+    pub fn stop(&mut self) -> Result<bool, String> {
+        Ok(self
+            .process
+            .stop(Duration::from_secs(10))?
+            .is_none_or(|status| status.success()))
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    /// Lines of the server log at ERROR level.
+    pub fn log_errors(&self) -> usize {
+        std::fs::File::open(&self.log)
+            .map(|f| {
+                std::io::BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.contains("ERROR"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
