@@ -14,6 +14,8 @@
 #      fail only if HAProxy's log shows it was sent to the killed replica;
 #   4. afterwards every token issued (before and during the load) still works, and the
 #      refresh token from before the kill still refreshes;
+#   4b. graceful drain: a shorter load (no logins) while `docker stop` (SIGTERM) stops
+#      another replica; again every GET must succeed and every token still works;
 #   5. a client cannot pick its own rate-limit key: logins with a fresh forged
 #      X-Forwarded-For each are still limited (429 within 3 replicas x the limit);
 #   6. down -v (always, also on failure or Ctrl-C).
@@ -27,7 +29,8 @@
 # Env: COMPOSE (docker-compose if present, else "docker compose"), DOCKER,
 #      POSTGRES_IMAGE (authctl-postgres:15), AUTHCTL_PORT (8080), TIMEOUT (seconds to
 #      become healthy, 120), WORKERS (8), LOAD_SECONDS (20), KILL_AFTER (6),
-#      MAX_REQUESTS (40000), KILL (the service to kill, authctl-2).
+#      MAX_REQUESTS (40000), KILL (the service to kill, authctl-2), STOP (the service
+#      to stop with SIGTERM afterwards, authctl-3), DRAIN_SECONDS (10).
 # Needs bash, curl, python3 (standard library only).
 set -euo pipefail
 
@@ -42,6 +45,7 @@ export AUTHCTL_LB_SUBNET="${AUTHCTL_LB_SUBNET:-10.231.17.0/24}"
 export AUTHCTL_LB_IP="${AUTHCTL_LB_IP:-10.231.17.10}"
 TIMEOUT="${TIMEOUT:-120}"
 KILL="${KILL:-authctl-2}"
+STOP="${STOP:-authctl-3}"
 BASE="http://127.0.0.1:${AUTHCTL_PORT}"
 REPLICAS=(authctl-1 authctl-2 authctl-3)
 if [[ -z "${DOCKER:-}" ]]; then
@@ -212,14 +216,10 @@ done
 [[ "$(tr ' ' '\n' <<<"$issuers" | sort -u | grep -c .)" == 3 ]] \
   || fail "the three logins did not land on three replicas: $issuers"
 
-# --- load while one replica is SIGKILLed -------------------------------------------------------
-killed_id="$(cid "$KILL")"
-[[ -n "$killed_id" ]] || fail "no container for $KILL"
-log "load: ${WORKERS:-8} workers, ${LOAD_SECONDS:-20}s at most; docker kill -s KILL $KILL after ${KILL_AFTER:-6}s"
-export BASE WORK RUN="$run" SMOKE_USER="$user" SMOKE_PASS="$pass" KILLED_ID="$killed_id" \
-       KILLED="$KILL" REFRESH_BEFORE="$refresh_before" LB_ID="$(cid lb)" TOKENS="${tokens[*]}"
-python3 - <<'PY' || fail "the load run or its checks failed (the reasons are above)"
-"""Bounded load through the balancer while one replica is SIGKILLed, then the checks."""
+# --- load while one replica is SIGKILLed, then while another drains ----------------------------
+cat >"$WORK/load.py" <<'PY'
+"""Bounded load through the balancer while one replica is SIGKILLed (ACTION=kill) or
+stopped with SIGTERM (ACTION=stop), then the checks."""
 import http.client
 import json
 import os
@@ -239,7 +239,10 @@ max_requests = int(os.environ.get("MAX_REQUESTS", "40000"))
 run = os.environ["RUN"]
 tokens = os.environ["TOKENS"].split()
 docker = os.environ["DOCKER"]
-killed, killed_id = os.environ["KILLED"], os.environ["KILLED_ID"]
+killed, killed_id = os.environ["TARGET"], os.environ["TARGET_ID"]
+action = os.environ["ACTION"]
+logins_wanted = int(os.environ.get("LOGINS", "6"))
+what = "killed" if action == "kill" else "stopped"
 
 lock = threading.Lock()
 results = []  # (request id, method, path, status or None, error or None, start, end)
@@ -291,7 +294,7 @@ def logins():
     shared limits (plus the three logins before)."""
     conn = http.client.HTTPConnection(host, port, timeout=15)
     body = urllib.parse.urlencode({"username": os.environ["SMOKE_USER"], "password": os.environ["SMOKE_PASS"]})
-    for i in range(6):
+    for i in range(logins_wanted):
         status, data = request(conn, "POST", "/api/v1/auth/token", f"{run}-loadlogin-{i}",
                                {"Content-Type": "application/x-www-form-urlencoded"}, body)
         if status == 200:
@@ -306,11 +309,16 @@ for t in threads:
     t.start()
 time.sleep(kill_after)
 kill_at = time.monotonic() - start
-subprocess.run([docker, "kill", "-s", "KILL", killed_id], check=True, stdout=subprocess.DEVNULL)
+# `docker stop` blocks while the replica drains: run it beside the load.
+cmd = ([docker, "kill", "-s", "KILL", killed_id] if action == "kill"
+       else [docker, "stop", "-t", "10", killed_id])
+stopper = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
 for t in threads:
     t.join(timeout=load_seconds + 30)
 if any(t.is_alive() for t in threads):
     sys.exit("FAIL: load threads did not finish in time")
+if stopper.wait(timeout=30) != 0:
+    sys.exit(f"FAIL: {' '.join(cmd)} failed")
 
 failures = []
 gets = [r for r in results if r[1] == "GET"]
@@ -336,23 +344,23 @@ latency = sorted(r[6] - r[5] for r in gets)
 def pct(p):
     return latency[min(len(latency) - 1, int(p * len(latency)))] * 1000 if latency else 0.0
 
-print(f"[replicas-smoke] load: {len(results)} requests in {max((r[6] for r in results), default=0):.1f}s "
-      f"({len(gets)} GET, {len(posts)} POST), kill at {kill_at:.1f}s, {len(after_kill)} requests after it; "
+print(f"[replicas-smoke] {action}: {len(results)} requests in {max((r[6] for r in results), default=0):.1f}s "
+      f"({len(gets)} GET, {len(posts)} POST), {action} {killed} at {kill_at:.1f}s, {len(after_kill)} requests after it; "
       f"GET latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {pct(1.0):.0f} ms; "
       f"{retried} requests retried by HAProxy", file=sys.stderr)
 if len(gets) < 200:
     failures.append(f"only {len(gets)} GET requests were made; the load did not run")
 if len(after_kill) < 50:
-    failures.append(f"only {len(after_kill)} requests after the kill")
+    failures.append(f"only {len(after_kill)} requests after the {action}")
 for r in bad_gets[:10]:
     failures.append(f"GET {r[2]} ({r[0]}) at {r[5]:.2f}s failed: {r[3] or r[4]}")
 if len(bad_gets) > 10:
     failures.append(f"... {len(bad_gets)} failed GET requests in all")
 for r in bad_posts:
     failures.append(f"POST {r[2]} ({r[0]}) failed ({r[3] or r[4]}) but was sent to "
-                    f"{sent_to.get(r[0], 'no replica')}, not the killed {killed}")
+                    f"{sent_to.get(r[0], 'no replica')}, not the {what} {killed}")
 for r in excused_posts:
-    print(f"[replicas-smoke] POST {r[0]} failed ({r[3] or r[4]}): it was in flight on the killed replica",
+    print(f"[replicas-smoke] POST {r[0]} failed ({r[3] or r[4]}): it was in flight on the {what} replica",
           file=sys.stderr)
 
 # Nothing issued is lost: every access token (from before and during the load) still
@@ -361,15 +369,19 @@ conn = http.client.HTTPConnection(host, port, timeout=15)
 for n, tok in enumerate(tokens + issued):
     status, _ = request(conn, "GET", "/api/v1/auth/me", f"{run}-after-{n}", {"Authorization": f"Bearer {tok}"})
     if status != 200:
-        failures.append(f"access token {n} no longer works after the kill: {status}")
-status, data = request(conn, "POST", "/api/v1/auth/refresh", f"{run}-refresh-after",
-                       {"Content-Type": "application/json"},
-                       json.dumps({"refresh_token": os.environ["REFRESH_BEFORE"]}))
-if status != 200:
-    failures.append(f"the refresh token issued before the kill does not refresh: {status} {data[:200]!r}")
-print(f"[replicas-smoke] after the kill: {len(tokens) + len(issued)} access tokens "
+        failures.append(f"access token {n} no longer works after the {action}: {status}")
+refreshed = "not checked"
+if os.environ.get("REFRESH_BEFORE"):
+    # once only: a refresh token is spent when used
+    status, data = request(conn, "POST", "/api/v1/auth/refresh", f"{run}-refresh-after",
+                           {"Content-Type": "application/json"},
+                           json.dumps({"refresh_token": os.environ["REFRESH_BEFORE"]}))
+    if status != 200:
+        failures.append(f"the refresh token issued before the {action} does not refresh: {status} {data[:200]!r}")
+    refreshed = str(status == 200)
+print(f"[replicas-smoke] after the {action}: {len(tokens) + len(issued)} access tokens "
       f"({len(issued)} issued during the load) all work; the earlier refresh token refreshes: "
-      f"{status == 200}", file=sys.stderr)
+      f"{refreshed}", file=sys.stderr)
 
 if failures:
     for f in failures:
@@ -377,8 +389,24 @@ if failures:
     sys.exit(1)
 PY
 
-state="$("$DOCKER" inspect -f '{{.State.Status}} (restarts: {{.RestartCount}})' "$killed_id")"
-log "killed replica $KILL afterwards: $state; HAProxy UP: $(lb_servers_up)/3"
+# load_with ACTION SERVICE SECONDS AFTER LOGINS [REFRESH_TOKEN]: load through the balancer;
+# AFTER seconds in, `kill` (SIGKILL) or `stop` (SIGTERM, drain) SERVICE; then the checks.
+load_with() {
+  local id
+  id="$(cid "$2")"
+  [[ -n "$id" ]] || fail "no container for $2"
+  log "load: ${WORKERS:-8} workers, ${3}s at most; $1 $2 after ${4}s"
+  ACTION="$1" TARGET="$2" TARGET_ID="$id" LOAD_SECONDS="$3" KILL_AFTER="$4" LOGINS="$5" \
+    REFRESH_BEFORE="${6:-}" RUN="$run-$1" python3 "$WORK/load.py" \
+    || fail "the $1 run or its checks failed (the reasons are above)"
+  log "$2 afterwards: $("$DOCKER" inspect -f '{{.State.Status}} (exit {{.State.ExitCode}}, restarts: {{.RestartCount}})' "$id"); HAProxy UP: $(lb_servers_up)/3"
+}
+export BASE WORK SMOKE_USER="$user" SMOKE_PASS="$pass" LB_ID="$(cid lb)" TOKENS="${tokens[*]}"
+load_with kill "$KILL" "${LOAD_SECONDS:-20}" "${KILL_AFTER:-6}" 6 "$refresh_before"
+# SIGTERM: readiness 503, no new connections, requests in flight finish, exit 0.
+load_with stop "$STOP" "${DRAIN_SECONDS:-10}" 3 0
+code="$("$DOCKER" inspect -f '{{.State.ExitCode}}' "$(cid "$STOP")")"
+[[ "$code" == 0 ]] || fail "$STOP exited $code on SIGTERM (expected a clean 0)"
 
 # --- a forged X-Forwarded-For does not buy a fresh rate-limit key ----------------------------
 # Logins with a wrong password, each with another forged address. The limit is 10 per
@@ -398,4 +426,4 @@ done
 ((limited > 0)) || fail "40 logins with forged X-Forwarded-For were never limited: clients pick their own key"
 log "forged X-Forwarded-For: still limited (429 at attempt $limited)"
 
-log "summary: 3 replicas behind HAProxy; tokens from each replica accepted by all; SIGKILL under load failed no GET; project $COMPOSE_PROJECT_NAME"
+log "summary: 3 replicas behind HAProxy; tokens from each replica accepted by all; SIGKILL and SIGTERM under load failed no GET; project $COMPOSE_PROJECT_NAME"
