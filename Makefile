@@ -14,7 +14,8 @@ IMAGE   ?= authctl:latest
 export DOCKER
 
 .PHONY: help dev build image image-from-source postgres-image up down logs ps \
-        test test-container compose-smoke bench clean
+        test test-container compose-smoke bench clean \
+        up-replicas down-replicas replicas-smoke
 
 help: ## list the tasks
 	@grep -E '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-18s %s\n", $$1, $$2 }'
@@ -55,6 +56,25 @@ logs: ## follow the stack's logs
 
 ps: ## show the stack's containers and their health
 	$(COMPOSE) ps
+
+# Three replicas + PostgreSQL + HAProxy (compose.replicas.yaml). The balancer's image
+# (authctl-haproxy:2.6) builds through compose from docker/haproxy; --build picks up an
+# edited haproxy.cfg and is a cached no-op otherwise.
+REPLICAS := $(COMPOSE) -f compose.replicas.yaml
+
+up-replicas: image ## start 3 replicas + PostgreSQL behind HAProxy on 127.0.0.1:8080
+	@[ -e .env ] || $(MAKE) --no-print-directory .env
+	@pg="$${POSTGRES_IMAGE:-$$(sed -n 's/^POSTGRES_IMAGE=//p' .env | tail -n1)}"; \
+	if [[ "$$pg" == authctl-postgres:* ]]; then IMAGE="$$pg" docker/postgres-image.sh; fi
+	$(REPLICAS) up -d --build
+	@echo "API through the balancer: http://$${AUTHCTL_PUBLISH:-127.0.0.1}:$${AUTHCTL_PORT:-8080}"
+
+down-replicas: ## stop the replicas stack (keeps the database volume; add -v by hand to drop it)
+	$(REPLICAS) down
+
+replicas-smoke: image ## replicas stack: shared tokens, SIGKILL one replica under load, down -v
+	docker/postgres-image.sh
+	POSTGRES_IMAGE=authctl-postgres:15 ci/replicas-smoke.sh
 
 test: ## cargo test --workspace (everything; the container tests need Docker and authctl:latest)
 	$(CARGO) test --workspace

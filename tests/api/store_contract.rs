@@ -107,12 +107,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
 
     // set_active and set_password_hash report whether the user exists.
     let missing = UserId(i64::MAX);
-    assert!(
-        store
-            .set_active(bob.id, false, now)
-            .await
-            .expect("disable")
-    );
+    assert!(store.set_active(bob.id, false, now).await.expect("disable"));
     assert!(
         !store
             .set_active(missing, false, now)
@@ -324,17 +319,9 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
 
     // Deleting a user reports whether there was one.
     assert!(store.delete_user(bob.id).await.expect("delete bob"));
-    assert!(
-        !store
-            .delete_user(bob.id)
-            .await
-            .expect("delete again")
-    );
+    assert!(!store.delete_user(bob.id).await.expect("delete again"));
     assert_eq!(
-        store
-            .find_user(&UserRef::Id(bob.id))
-            .await
-            .expect("find"),
+        store.find_user(&UserRef::Id(bob.id)).await.expect("find"),
         None
     );
     assert_eq!(
