@@ -400,13 +400,12 @@ impl AuthService {
     pub async fn prune(&self) -> Result<PruneReport> {
         let now = Utc::now();
         let report = self.store.prune(now, now - self.refresh_ttl()).await?;
-        if report.tokens > 0 || report.families > 0 {
-            tracing::info!(
-                tokens = report.tokens,
-                families = report.families,
-                "pruned expired rows"
-            );
-        }
+        // At debug: the caller (housekeeping, `token prune`) reports it once.
+        tracing::debug!(
+            tokens = report.tokens,
+            families = report.families,
+            "pruned expired rows"
+        );
         Ok(report)
     }
 

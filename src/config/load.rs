@@ -125,6 +125,7 @@ const SETTINGS: &[Setting] = &[
     setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
     setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
     setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
+    setting!("rate_limit.store", ["AUTHCTL_RATE_LIMIT_STORE"], Str, rate_limit.store = LimitStore::from_str),
     setting!("auth.secret_key", ["AUTHCTL_SECRET_KEY", "SECRET_KEY"], Str, auth.secret_key = |s| SecretKey::parse(s).map(Some)),
     setting!("auth.algorithm", ["AUTHCTL_ALGORITHM", "ALGORITHM"], Str, auth.algorithm = parse_algorithm),
     setting!("auth.access_token_ttl", ["AUTHCTL_ACCESS_TOKEN_TTL"], Str, auth.access_token_ttl = parse_duration),

@@ -25,7 +25,7 @@ pub mod types;
 pub use crate::store::url::{DEFAULT_DATABASE_URL, DatabaseUrl};
 pub use crate::tokens::keys::SecretKey;
 pub use load::{documented_env, load, load_with};
-pub use types::{CorsOrigins, LogFormat, parse_bind, parse_duration};
+pub use types::{CorsOrigins, LimitStore, LogFormat, parse_bind, parse_duration};
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "authctl.toml";
@@ -50,6 +50,7 @@ pub struct RateLimitSettings {
     pub login_per_minute: NonZeroU32,
     pub refresh_per_minute: NonZeroU32,
     pub trusted_proxies: Vec<IpNet>,
+    pub store: LimitStore,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +80,7 @@ impl Default for Settings {
                 login_per_minute: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
                 refresh_per_minute: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
                 trusted_proxies: Vec::new(),
+                store: LimitStore::Memory,
             },
             auth: AuthSettings {
                 secret_key: None,

@@ -52,6 +52,26 @@ pub enum CorsOrigins {
     Only(Vec<String>),
 }
 
+/// Where rate-limit state lives (`rate_limit.store`): in this process (governor), or
+/// in the database, shared by every replica on it (SPEC §6 "Shared limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LimitStore {
+    #[default]
+    Memory,
+    Database,
+}
+
+impl FromStr for LimitStore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memory" => Ok(LimitStore::Memory),
+            "database" => Ok(LimitStore::Database),
+            _ => Err(format!("must be 'memory' or 'database', got '{s}'")),
+        }
+    }
+}
+
 pub fn parse_u32_in(lo: u32, hi: u32) -> impl Fn(&str) -> Result<u32, String> {
     move |s| {
         let n: u32 = s

@@ -71,7 +71,11 @@ pub fn limited(
             let state = state.clone();
             async move {
                 let client = state.limits.client_ip(peer.map(|p| p.ip()), xff.as_deref());
-                state.limits.check(endpoint, client).map_err(api_reject)
+                state
+                    .limits
+                    .check(endpoint, client)
+                    .await
+                    .map_err(api_reject)
             }
         })
         .untuple_one()

@@ -1,18 +1,27 @@
 //! Per-client-IP rate limits (governor's GCRA: "n per minute" is a burst of n,
-//! refilled one every 60/n seconds), one limiter per endpoint, checked before the
+//! refilled one every 60/n seconds), one quota per endpoint, checked before the
 //! body is read or any password is hashed.
+//!
+//! Where the state lives is a [`Limiter`]: [`MemoryLimiter`] (governor, per process,
+//! the default) or [`DatabaseLimiter`](super::rate_limit_db::DatabaseLimiter) (one
+//! statement per check, shared by every replica on the database), chosen by
+//! `rate_limit.store`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::RateLimitSettings;
+use super::rate_limit_db::DatabaseLimiter;
+use crate::config::{LimitStore, RateLimitSettings};
 use crate::error::Error;
+use crate::store::Store;
 
-type Limiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -21,28 +30,58 @@ pub enum Endpoint {
     Refresh,
 }
 
-pub struct RateLimits {
-    settings: RateLimitSettings,
-    register: Limiter,
-    login: Limiter,
-    refresh: Limiter,
-}
-
-impl RateLimits {
-    pub fn new(settings: &RateLimitSettings) -> Self {
-        RateLimits {
-            register: RateLimiter::keyed(Quota::per_minute(settings.register_per_minute)),
-            login: RateLimiter::keyed(Quota::per_minute(settings.login_per_minute)),
-            refresh: RateLimiter::keyed(Quota::per_minute(settings.refresh_per_minute)),
-            settings: settings.clone(),
+impl Endpoint {
+    /// The endpoint's name in the shared store (and the metrics' `endpoint` label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Register => "register",
+            Endpoint::Login => "token",
+            Endpoint::Refresh => "refresh",
         }
     }
 
-    /// Takes one request from the client's quota for `endpoint`.
-    pub fn check(&self, endpoint: Endpoint, client: IpAddr) -> Result<(), Error> {
-        if !self.settings.enabled {
-            return Ok(());
+    /// Its configured quota, in requests per minute.
+    pub fn per_minute(self, settings: &RateLimitSettings) -> std::num::NonZeroU32 {
+        match self {
+            Endpoint::Register => settings.register_per_minute,
+            Endpoint::Login => settings.login_per_minute,
+            Endpoint::Refresh => settings.refresh_per_minute,
         }
+    }
+}
+
+/// Where the quotas are kept.
+#[async_trait]
+pub trait Limiter: Send + Sync {
+    /// Takes one request from `client`'s quota for `endpoint`: `RateLimited` with the
+    /// wait (at least one second) when it is empty.
+    async fn check(&self, endpoint: Endpoint, client: IpAddr) -> Result<(), Error>;
+    /// Called periodically: forget clients whose quota is full again.
+    fn forget_idle_clients(&self) {}
+    /// Called once the store is migrated and usable.
+    fn attach_store(&self, _store: Arc<dyn Store>) {}
+}
+
+/// governor's keyed limiters, one per endpoint: per process.
+pub struct MemoryLimiter {
+    register: Keyed,
+    login: Keyed,
+    refresh: Keyed,
+}
+
+impl MemoryLimiter {
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        MemoryLimiter {
+            register: RateLimiter::keyed(Quota::per_minute(settings.register_per_minute)),
+            login: RateLimiter::keyed(Quota::per_minute(settings.login_per_minute)),
+            refresh: RateLimiter::keyed(Quota::per_minute(settings.refresh_per_minute)),
+        }
+    }
+}
+
+#[async_trait]
+impl Limiter for MemoryLimiter {
+    async fn check(&self, endpoint: Endpoint, client: IpAddr) -> Result<(), Error> {
         let limiter = match endpoint {
             Endpoint::Register => &self.register,
             Endpoint::Login => &self.login,
@@ -58,11 +97,47 @@ impl RateLimits {
     }
 
     /// Forgets clients whose quota has refilled, so the maps do not grow forever.
-    pub fn forget_idle_clients(&self) {
+    fn forget_idle_clients(&self) {
         for limiter in [&self.register, &self.login, &self.refresh] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+pub struct RateLimits {
+    settings: RateLimitSettings,
+    limiter: Box<dyn Limiter>,
+}
+
+impl RateLimits {
+    pub fn new(settings: &RateLimitSettings) -> Self {
+        let limiter: Box<dyn Limiter> = match settings.store {
+            LimitStore::Memory => Box::new(MemoryLimiter::new(settings)),
+            LimitStore::Database => Box::new(DatabaseLimiter::new(settings)),
+        };
+        RateLimits {
+            settings: settings.clone(),
+            limiter,
+        }
+    }
+
+    /// Takes one request from the client's quota for `endpoint`.
+    pub async fn check(&self, endpoint: Endpoint, client: IpAddr) -> Result<(), Error> {
+        if !self.settings.enabled {
+            return Ok(());
+        }
+        self.limiter.check(endpoint, client).await
+    }
+
+    /// Forgets idle clients, so in-memory state does not grow forever.
+    pub fn forget_idle_clients(&self) {
+        self.limiter.forget_idle_clients();
+    }
+
+    /// Hands the migrated store to a limiter that keeps its state there.
+    pub fn attach_store(&self, store: Arc<dyn Store>) {
+        self.limiter.attach_store(store);
     }
 
     /// The client's address: the socket peer, or, when the peer is a trusted proxy,
@@ -127,20 +202,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn n_per_minute_is_a_burst_of_n_then_429_with_retry_after() {
+    #[tokio::test]
+    async fn n_per_minute_is_a_burst_of_n_then_429_with_retry_after() {
         let settings = RateLimitSettings {
             enabled: true,
             register_per_minute: std::num::NonZeroU32::new(2).unwrap(),
             login_per_minute: std::num::NonZeroU32::new(3).unwrap(),
             refresh_per_minute: std::num::NonZeroU32::new(3).unwrap(),
-            trusted_proxies: vec![],
+            ..crate::config::Settings::default().rate_limit
         };
         let limits = RateLimits::new(&settings);
         let a = ip("1.1.1.1");
-        assert!(limits.check(Endpoint::Register, a).is_ok());
-        assert!(limits.check(Endpoint::Register, a).is_ok());
-        match limits.check(Endpoint::Register, a) {
+        assert!(limits.check(Endpoint::Register, a).await.is_ok());
+        assert!(limits.check(Endpoint::Register, a).await.is_ok());
+        match limits.check(Endpoint::Register, a).await {
             Err(Error::RateLimited { retry_after }) => {
                 assert!(
                     retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(30)
@@ -149,7 +224,12 @@ mod tests {
             other => panic!("expected a rate limit, got {other:?}"),
         }
         // Other endpoints and other clients are unaffected.
-        assert!(limits.check(Endpoint::Login, a).is_ok());
-        assert!(limits.check(Endpoint::Register, ip("2.2.2.2")).is_ok());
+        assert!(limits.check(Endpoint::Login, a).await.is_ok());
+        assert!(
+            limits
+                .check(Endpoint::Register, ip("2.2.2.2"))
+                .await
+                .is_ok()
+        );
     }
 }

@@ -16,6 +16,9 @@ use crate::tokens::refresh::TokenDigest;
 mod lane;
 #[macro_use]
 mod sql;
+#[macro_use]
+pub mod rate_limit;
+pub mod locks;
 pub mod postgres;
 pub mod sqlite;
 pub mod url;
@@ -102,12 +105,13 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: rate_limit::RateLimitStore + locks::Locks + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.
     async fn ping(&self) -> Result<()>;
-    /// Applies pending migrations; returns the versions applied now.
+    /// Applies pending migrations; returns the versions applied now (by this call:
+    /// processes migrating together take turns, so only one of them sees a version).
     async fn migrate(&self) -> Result<Vec<i64>>;
     async fn migration_status(&self) -> Result<Vec<MigrationState>>;
     /// Whether every embedded migration is applied.

@@ -12,7 +12,7 @@ use super::StoreOptions;
 use crate::error::{Error, Result};
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     lane: super::lane::ReadLane<Postgres>,
 }
 
@@ -49,3 +49,4 @@ async fn begin(
 }
 
 sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);
+rate_limit_store!(PgStore, "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT");

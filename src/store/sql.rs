@@ -55,10 +55,18 @@ macro_rules! sql_store {
             }
 
             async fn migrate(&self) -> $crate::error::Result<Vec<i64>> {
-                let before = self.applied_versions().await?;
-                Self::MIGRATOR.run(&self.pool).await?;
-                let after = self.applied_versions().await?;
-                Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+                // Before, run and after under one lock: replicas started together
+                // take turns, and only the one that applied a version reports it.
+                let lock = $crate::store::locks::Locks::migration_lock(self).await?;
+                let applied = async {
+                    let before = self.applied_versions().await?;
+                    Self::MIGRATOR.run(&self.pool).await?;
+                    let after = self.applied_versions().await?;
+                    Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+                }
+                .await;
+                lock.release().await;
+                applied
             }
 
             async fn migration_status(&self) -> $crate::error::Result<Vec<$crate::store::MigrationState>> {

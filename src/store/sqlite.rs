@@ -52,3 +52,7 @@ async fn begin_immediate(
 }
 
 sql_store!(SqliteStore, SqliteRotation, Sqlite, "", begin_immediate);
+rate_limit_store!(
+    SqliteStore,
+    "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+);

@@ -1,6 +1,6 @@
 //! `serve`: bind first (so probes can answer), then start up in the background —
 //! connect, migrate, load the key — and only then open the API. Shutdown on a signal
-//! drains in-flight requests and closes the pool.
+//! drains in-flight requests and closes the pool. [`housekeeping`] runs beside it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +16,10 @@ use crate::http::{self, AppState};
 use crate::service::AuthService;
 use crate::store::{self, Store};
 
+pub mod housekeeping;
+
 /// How long startup keeps retrying a database that does not answer.
 pub const STARTUP_DB_PATIENCE: Duration = Duration::from_secs(60);
-const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -122,6 +123,7 @@ async fn run(
     };
     let result = match startup {
         Ok(service) => {
+            state.limits.attach_store(store.clone());
             state.set_ready(service.clone());
             tracing::info!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -187,18 +189,16 @@ async fn start_up(
     }
 }
 
-/// Periodic housekeeping: prune expired rows, forget idle rate-limit clients, give
-/// idle held connections back to the pool.
+/// Periodic work: housekeeping (on one replica at a time, see [`housekeeping`]), and
+/// this process's own: forget idle rate-limit clients, give idle held connections
+/// back to the pool.
 async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let housekeeping = housekeeping::run(service.clone());
+    tokio::pin!(housekeeping);
     let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
     loop {
         tokio::select! {
-            _ = prune.tick() => {
-                if let Err(e) = service.prune().await {
-                    tracing::warn!(error = %e, "pruning failed");
-                }
-            }
+            () = &mut housekeeping => {}
             _ = sweep.tick() => {
                 state.limits.forget_idle_clients();
                 service.store().release_idle();
