@@ -15,11 +15,14 @@ use crate::tokens::refresh::TokenDigest;
 
 mod lane;
 #[macro_use]
+pub mod pool_stats;
+#[macro_use]
 mod sql;
 pub mod postgres;
 pub mod sqlite;
 pub mod url;
 
+pub use pool_stats::PoolStats;
 pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).
@@ -102,7 +105,7 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: PoolStats + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.
