@@ -6,14 +6,18 @@
 //! client that disconnects mid-login drops its request, but the hash it started goes
 //! on, and so does its claim on the slot. Waiting for a slot is bounded
 //! (`auth.hash_queue_timeout`): past it the request gets a 503 with `Retry-After`.
+//!
+//! The queue is observed here (SPEC §11): how many hashes wait for a slot, how many
+//! gave up waiting, and how long each bcrypt run took once it had one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// `auth.hash_queue_timeout`'s default: the longest wait for a hashing slot.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +30,8 @@ pub struct Hasher {
     /// A hash of a random password at the configured cost: what an unknown user's
     /// login is verified against, so it costs the same as a known user's.
     dummy_hash: Arc<String>,
+    /// Where the queue and the hash timings are counted ([`Hasher::with_metrics`]).
+    metrics: Metrics,
 }
 
 impl Hasher {
@@ -53,7 +59,15 @@ impl Hasher {
             permits,
             queue_timeout,
             dummy_hash: Arc::new(dummy_hash),
+            metrics: Metrics::new(),
         })
+    }
+
+    /// Counts the queue and the hash timings in `metrics` (the server's, which
+    /// `/metrics` serves) instead of a private set nobody reads.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String> {
@@ -110,6 +124,9 @@ impl Hasher {
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // Counted as waiting until the wait ends, however it ends (a slot, the
+        // timeout, or a client that went away and dropped this future).
+        let waiting = self.metrics.hash_waiting();
         let permit =
             match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned())
                 .await
@@ -121,14 +138,21 @@ impl Hasher {
                     ));
                 }
                 Err(_) => {
+                    self.metrics.hash_rejected();
                     return Err(Error::Busy {
                         retry_after: self.queue_timeout.max(Duration::from_secs(1)),
                     });
                 }
             };
+        drop(waiting);
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            job()
+            // Timed inside the job: the bcrypt run itself, even for an abandoned request.
+            let started = Instant::now();
+            let result = job();
+            metrics.observe_hash(started.elapsed());
+            result
         })
         .await
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("hashing task failed")))?
@@ -190,6 +214,44 @@ mod tests {
         }
         assert_eq!(running.started.load(Ordering::SeqCst), 2);
         assert_eq!(running.most.load(Ordering::SeqCst), 2);
+    }
+
+    /// The value of an unlabelled series in the exposition.
+    fn sample(metrics: &Metrics, series: &str) -> Option<f64> {
+        let text = metrics.render().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_observed_waiting_rejected_and_timed() {
+        let metrics = Metrics::new();
+        let hasher = Hasher::with_slots(4, Duration::from_millis(300), 1)
+            .unwrap()
+            .with_metrics(metrics.clone());
+        let running = Arc::new(Running::default());
+        let busy = {
+            let (h, job) = (hasher.clone(), running.job(Duration::from_millis(800)));
+            tokio::spawn(async move { h.run_blocking(job).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued = {
+            let (h, job) = (hasher.clone(), running.job(Duration::ZERO));
+            tokio::spawn(async move { h.run_blocking(job).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sample(&metrics, "authctl_password_hash_waiting"), Some(1.0));
+        assert!(matches!(queued.await.unwrap(), Err(Error::Busy { .. })));
+        assert_eq!(sample(&metrics, "authctl_password_hash_waiting"), Some(0.0));
+        assert_eq!(
+            sample(&metrics, "authctl_password_hash_rejected_total"),
+            Some(1.0)
+        );
+        busy.await.unwrap().unwrap();
+        let count = "authctl_password_hash_duration_seconds_count";
+        assert_eq!(sample(&metrics, count), Some(1.0), "only the hash that ran");
+        let sum = sample(&metrics, "authctl_password_hash_duration_seconds_sum").unwrap();
+        assert!((0.7..5.0).contains(&sum), "timed the job itself: {sum}");
     }
 
     #[tokio::test]

@@ -231,6 +231,20 @@ impl Route {
     }
 }
 
+impl LimitedEndpoint {
+    /// The rate-limited endpoint `route` is, if it is one: a 429 there counts in
+    /// `authctl_rate_limited_total` (see [`Metrics::observe_request`]).
+    pub const fn of_route(route: Route) -> Option<LimitedEndpoint> {
+        match route {
+            Route::Register => Some(LimitedEndpoint::Register),
+            Route::Token => Some(LimitedEndpoint::Token),
+            Route::Refresh => Some(LimitedEndpoint::Refresh),
+            Route::Password => Some(LimitedEndpoint::Password),
+            _ => None,
+        }
+    }
+}
+
 impl HttpMethod {
     /// The label of `method`.
     pub fn of(method: &Method) -> HttpMethod {
@@ -513,6 +527,11 @@ impl Metrics {
     }
 
     /// One answered request: call once per response, where its log line is written.
+    ///
+    /// A 429 on a rate-limited endpoint also counts in `authctl_rate_limited_total`:
+    /// only the rate limiter answers 429 (a locked account gets the generic 401), and
+    /// every refusal passes here whichever limiter store refused it, so this is the one
+    /// place it is counted.
     pub fn observe_request(
         &self,
         route: Route,
@@ -528,6 +547,11 @@ impl Metrics {
         self.inner.requests.get_or_create(&labels).inc();
         if let Some(histogram) = self.inner.request_durations.get(route.index()) {
             histogram.observe(elapsed.as_secs_f64());
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS
+            && let Some(endpoint) = LimitedEndpoint::of_route(route)
+        {
+            self.rate_limited(endpoint);
         }
     }
 
@@ -933,6 +957,32 @@ mod tests {
             ("authctl_rate_limited_total{endpoint=\"token\"}", 1.0),
             ("authctl_rate_limited_total{endpoint=\"refresh\"}", 0.0),
             ("authctl_rate_limited_total{endpoint=\"password\"}", 2.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series}");
+        }
+    }
+
+    #[test]
+    fn a_429_counts_as_rate_limited_at_its_endpoint_and_nowhere_else() {
+        let metrics = Metrics::new();
+        let too_many = StatusCode::TOO_MANY_REQUESTS;
+        let at = Duration::from_millis(1);
+        for path in [
+            "/api/v1/auth/token",
+            "/api/v1/auth/token/",
+            "/api/v1/auth/password",
+        ] {
+            metrics.observe_request(Route::of(path), &Method::POST, too_many, at);
+        }
+        // Other statuses at a limited endpoint, and a 429 elsewhere, are not limits.
+        metrics.observe_request(Route::Register, &Method::POST, StatusCode::CREATED, at);
+        metrics.observe_request(Route::Me, &Method::GET, too_many, at);
+        let text = render(&metrics);
+        for (series, value) in [
+            ("authctl_rate_limited_total{endpoint=\"token\"}", 2.0),
+            ("authctl_rate_limited_total{endpoint=\"password\"}", 1.0),
+            ("authctl_rate_limited_total{endpoint=\"register\"}", 0.0),
+            ("authctl_rate_limited_total{endpoint=\"refresh\"}", 0.0),
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series}");
         }

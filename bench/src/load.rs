@@ -132,16 +132,18 @@ pub const PAIRED_ROUNDS: u32 = 4;
 /// adds the rounds up per load. A host that slows down for a while (another tenant,
 /// CPU steal) then slows every load alike, so the ratio of their rates — what the `me`
 /// target compares — stays fair; measured back to back, it drifted by ±10 %.
+///
+/// Each load names its own server, so two servers configured differently (metrics on
+/// and off) compare the same way.
 pub async fn run_alternating(
-    target: &Target,
     plan: &Plan,
     conns: usize,
-    loads: Vec<MakeRequest>,
+    loads: Vec<(Target, MakeRequest)>,
 ) -> Vec<Stats> {
     let rounds = if plan.smoke { 1 } else { PAIRED_ROUNDS };
     let mut totals: Vec<Stats> = loads.iter().map(|_| Stats::default()).collect();
     for _ in 0..rounds {
-        for (make, total) in loads.iter().zip(totals.iter_mut()) {
+        for ((target, make), total) in loads.iter().zip(totals.iter_mut()) {
             let window = Window::after(plan.warmup / 2, plan.measure / rounds);
             let round = run_load_in(target, window, conns, StatusCode::OK, make.clone()).await;
             total.add_round(round);

@@ -20,7 +20,8 @@
 //! the machine with the server, so each row also says how much CPU *other* processes
 //! took meanwhile: a run where that is not ~0 % was disturbed. `liveness` and `me`, whose
 //! ratio is a target, are measured in alternating rounds so that a host slowing down
-//! for a while slows both alike. `--smoke` exits 1 when any request failed or a refresh
+//! for a while slows both alike; so is `me-metrics`, `/me` on two fresh servers with
+//! metrics on (`AUTHCTL_METRICS_BIND`) and off, whose cost is a target (< 5 %). `--smoke` exits 1 when any request failed or a refresh
 //! chain broke, and never judges timings.
 //!
 //! The layout: `plan` (command line → what to run), `server` (the authctl process and

@@ -38,7 +38,7 @@ pub struct Args {
     /// Refresh chains (one connection each) and rotations per chain [default: 8x300; smoke: 4x40]
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
-    /// Run only these scenarios (comma-separated: liveness, me, login,
+    /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
     /// liveness-under-login, register, refresh) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
@@ -60,6 +60,9 @@ pub enum Scenario {
     Liveness,
     /// `/api/v1/auth/me`: a JWT check and one query per request
     Me,
+    /// `/api/v1/auth/me` on two fresh servers, metrics on (`AUTHCTL_METRICS_BIND`) and
+    /// off, in alternating rounds: what observing every request costs
+    MeMetrics,
     /// `/api/v1/auth/token`: one bcrypt verify per request
     Login,
     /// paced liveness and /me probes while 8 connections log in
@@ -76,6 +79,7 @@ impl Scenario {
         match self {
             Scenario::Liveness => "liveness",
             Scenario::Me => "me",
+            Scenario::MeMetrics => "me-metrics",
             Scenario::Login => "login",
             Scenario::LivenessUnderLogin => "liveness-under-login",
             Scenario::Register => "register",
@@ -202,7 +206,7 @@ mod tests {
         let p = plan(&["--smoke"]).expect("plan");
         assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
         assert_eq!(p.measure, Duration::from_secs(1));
-        assert_eq!(p.scenarios.len(), 6);
+        assert_eq!(p.scenarios.len(), 7);
         assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
     }
 

@@ -15,6 +15,9 @@ pub struct Report {
     pub backend: Backend,
     pub liveness: Stats,
     pub me: Stats,
+    /// `/me` on the server without metrics and on the one with, alternating.
+    pub me_metrics_off: Stats,
+    pub me_metrics_on: Stats,
     pub login: Stats,
     pub bcrypt: BcryptLimit,
     pub under_login_liveness: Stats,
@@ -39,6 +42,8 @@ impl Report {
         [
             &self.liveness,
             &self.me,
+            &self.me_metrics_off,
+            &self.me_metrics_on,
             &self.login,
             &self.under_login_liveness,
             &self.under_login_me,
@@ -58,6 +63,11 @@ impl Report {
         v.sort();
         v.get(v.len() / 2).copied().unwrap_or_default()
     }
+}
+
+/// How much slower `/me` is with metrics on, in % of its rate with them off.
+pub fn metrics_cost_pct(off: &Stats, on: &Stats) -> f64 {
+    (1.0 - on.rate() / off.rate()) * 100.0
 }
 
 pub fn round2(v: f64) -> f64 {
@@ -157,6 +167,18 @@ impl Report {
                 ratio >= goal,
             ));
         }
+        if plan.runs(Scenario::MeMetrics) {
+            let cost = metrics_cost_pct(&self.me_metrics_off, &self.me_metrics_on);
+            t.push((
+                "metrics cost on /me < 5 %".to_string(),
+                format!(
+                    "{cost:.1} % ({:.0} → {:.0} req/s)",
+                    self.me_metrics_off.rate(),
+                    self.me_metrics_on.rate()
+                ),
+                cost < 5.0,
+            ));
+        }
         if plan.runs(Scenario::Refresh) {
             t.push((
                 "refresh: 0 broken chains, 0 errors".to_string(),
@@ -243,6 +265,23 @@ impl Report {
                 rate(self.me.rate(), "req/s"),
                 &self.me,
                 "",
+            );
+        }
+        if plan.runs(Scenario::MeMetrics) {
+            row(
+                &mut out,
+                "me-metrics",
+                "64 conns, 2 servers",
+                rate(self.me_metrics_on.rate(), "req/s"),
+                &self.me_metrics_on,
+                &format!(
+                    " with metrics; {} without (p99 {}): {:.1} % cost; server CPU {:.0} vs {:.0} µs/req",
+                    rate(self.me_metrics_off.rate(), "req/s"),
+                    ms(self.me_metrics_off.quantile_ms(0.99)),
+                    metrics_cost_pct(&self.me_metrics_off, &self.me_metrics_on),
+                    self.me_metrics_on.server_cpu_us,
+                    self.me_metrics_off.server_cpu_us
+                ),
             );
         }
         if plan.runs(Scenario::Login) {

@@ -1,6 +1,7 @@
 //! One backend, scenario by scenario: its database, the server's start-up runs,
 //! setup users, each scenario in turn, memory, a graceful stop, and the JSON lines.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,10 +11,12 @@ use serde_json::json;
 
 use authctl_testkit::pg::Cluster;
 
-use crate::client::{Target, call, get, login_request, register_request, token_field};
+use crate::client::{
+    Target, call, connect, get, login_request, register_request, send, token_field,
+};
 use crate::load::{MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load};
 use crate::plan::{Backend, Plan, Scenario};
-use crate::report::{Report, emit, round2};
+use crate::report::{Report, emit, metrics_cost_pct, round2};
 use crate::server::{Server, memory_kib};
 use crate::stats::{BcryptLimit, CpuSnap, Stats, Window};
 
@@ -89,16 +92,16 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
 
     // liveness (the server's own ceiling) and me (JWT check + one query per request),
     // measured in alternating rounds: their ratio is a target.
-    let (t, b) = (target.clone(), bearers.clone());
-    let me_make: MakeRequest =
-        Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()])));
+    let me_make = me_on(&target, &bearers);
     let t = target.clone();
     let liveness_make: MakeRequest = Arc::new(move |_, _| get(&t, "/health/liveness", None));
-    let paired: Vec<(Scenario, MakeRequest)> =
-        [(Scenario::Liveness, liveness_make), (Scenario::Me, me_make)]
-            .into_iter()
-            .filter(|(name, _)| plan.runs(*name))
-            .collect();
+    let paired: Vec<(Scenario, (Target, MakeRequest))> = [
+        (Scenario::Liveness, (target.clone(), liveness_make)),
+        (Scenario::Me, (target.clone(), me_make)),
+    ]
+    .into_iter()
+    .filter(|(name, _)| plan.runs(*name))
+    .collect();
     let (mut liveness, mut me) = (Stats::default(), Stats::default());
     if !paired.is_empty() {
         let names: Vec<Scenario> = paired.iter().map(|(name, _)| *name).collect();
@@ -110,13 +113,8 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
                 .collect::<Vec<_>>()
                 .join(" + ")
         );
-        let results = run_alternating(
-            &target,
-            plan,
-            64,
-            paired.into_iter().map(|(_, make)| make).collect(),
-        )
-        .await;
+        let results =
+            run_alternating(plan, 64, paired.into_iter().map(|(_, load)| load).collect()).await;
         for (name, stats) in names.into_iter().zip(results) {
             emit(backend, name, &stats, json!({"connections": 64}));
             match name {
@@ -124,6 +122,27 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
                 _ => me = stats,
             }
         }
+    }
+
+    // me-metrics: what observing every request costs /me.
+    let (mut me_metrics_off, mut me_metrics_on) = (Stats::default(), Stats::default());
+    if plan.runs(Scenario::MeMetrics) {
+        (me_metrics_off, me_metrics_on) =
+            me_with_and_without_metrics(plan, &database_url, work.path(), &bearers).await?;
+        let cost = metrics_cost_pct(&me_metrics_off, &me_metrics_on);
+        emit(
+            backend,
+            Scenario::MeMetrics,
+            &me_metrics_on,
+            json!({
+                "connections": 64,
+                "off_rps": round2(me_metrics_off.rate()),
+                "off_p99_ms": round2(me_metrics_off.quantile_ms(0.99)),
+                "off_errors": me_metrics_off.errors,
+                "off_server_cpu_us_per_req": round2(me_metrics_off.server_cpu_us),
+                "cost_pct": round2(cost),
+            }),
+        );
     }
 
     // login, with the bcrypt ceiling measured just before, in this process.
@@ -255,6 +274,8 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         backend,
         liveness,
         me,
+        me_metrics_off,
+        me_metrics_on,
         login,
         bcrypt,
         under_login_liveness,
@@ -301,4 +322,90 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
     }
     drop(work);
     Ok(report)
+}
+
+/// `/me` on `target`, spread over the setup sessions.
+fn me_on(target: &Target, bearers: &Arc<Vec<HeaderValue>>) -> MakeRequest {
+    let (t, b) = (target.clone(), bearers.clone());
+    Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()])))
+}
+
+/// `/me` on two fresh servers over the same database, one with `AUTHCTL_METRICS_BIND`
+/// and one without, in alternating rounds (so a host that slows down for a while slows
+/// both alike). Both start fresh so that neither is warmer. Returns (off, on); a
+/// `/metrics` that did not count every `/me` the load saw answered is an error.
+async fn me_with_and_without_metrics(
+    plan: &Plan,
+    database_url: &str,
+    work: &Path,
+    bearers: &Arc<Vec<HeaderValue>>,
+) -> Result<(Stats, Stats), String> {
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], authctl_testkit::free_port()?));
+    let mut off = Server::spawn(plan, database_url, work, 100)?;
+    off.wait_started(Instant::now(), Duration::from_secs(30))?;
+    let mut on = Server::spawn_with(
+        plan,
+        database_url,
+        work,
+        101,
+        &[("AUTHCTL_METRICS_BIND", metrics_addr.to_string())],
+    )?;
+    on.wait_started(Instant::now(), Duration::from_secs(30))?;
+    let target_of = |s: &Server| -> Result<Target, String> {
+        Ok(Target {
+            addr: s.addr(),
+            host: HeaderValue::from_str(&s.addr().to_string()).map_err(|e| e.to_string())?,
+            server_pid: s.pid(),
+        })
+    };
+    let (off_target, on_target) = (target_of(&off)?, target_of(&on)?);
+    eprintln!("me-metrics: 64 connections, metrics off and on in alternating rounds …");
+    let mut results = run_alternating(
+        plan,
+        64,
+        vec![
+            (off_target.clone(), me_on(&off_target, bearers)),
+            (on_target.clone(), me_on(&on_target, bearers)),
+        ],
+    )
+    .await
+    .into_iter();
+    let (off_stats, on_stats) = match (results.next(), results.next()) {
+        (Some(off), Some(on)) => (off, on),
+        _ => return Err("me-metrics: a load returned no result".into()),
+    };
+
+    // The server with metrics counted every /me it answered (warm-up included).
+    let counted = scrape_me_count(metrics_addr, on.pid()).await?;
+    if counted < on_stats.answered as f64 {
+        return Err(format!(
+            "me-metrics: /metrics counted {counted} /me 200s, the load saw {} answered",
+            on_stats.answered
+        ));
+    }
+    let (off_clean, on_clean) = (off.stop()?, on.stop()?);
+    if !(off_clean && on_clean) {
+        return Err("me-metrics: a server did not exit cleanly".into());
+    }
+    Ok((off_stats, on_stats))
+}
+
+/// `authctl_http_requests_total` for `/me` answered 200, from `/metrics` at `addr`.
+async fn scrape_me_count(addr: std::net::SocketAddr, server_pid: u32) -> Result<f64, String> {
+    let target = Target {
+        addr,
+        host: HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
+        server_pid,
+    };
+    let mut sender = connect(&target).await?;
+    let (status, body) = send(&mut sender, get(&target, "/metrics", None)).await?;
+    if status != StatusCode::OK {
+        return Err(format!("GET /metrics answered {status}"));
+    }
+    let series =
+        r#"authctl_http_requests_total{route="/api/v1/auth/me",method="GET",status="200"} "#;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .ok_or_else(|| "GET /metrics has no /me 200 series".to_string())
 }

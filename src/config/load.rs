@@ -136,6 +136,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_seconds),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
+    setting!("metrics.bind", ["AUTHCTL_METRICS_BIND"], Str, metrics_bind = parse_optional_bind),
 ];
 
 /// Pairs of keys that set the same field in two forms (a duration and the original
@@ -496,6 +497,22 @@ mod tests {
             msg.contains("auth.refresh_token_ttl") && msg.contains("REFRESH_TOKEN_EXPIRE_DAYS"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_a_bind_is_given_in_the_file_or_the_environment() {
+        assert_eq!(load_env(&[]).unwrap().metrics_bind, None);
+        let s = load_env(&[("AUTHCTL_METRICS_BIND", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(s.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+        let (_dir, overrides) = with_file("[metrics]\nbind = \"127.0.0.1:9101\"\n");
+        let env = |name: &str| (name == "AUTHCTL_METRICS_BIND").then(|| "off".to_owned());
+        assert_eq!(load_with(&overrides, &env).unwrap().metrics_bind, None);
+        assert_eq!(
+            load_with(&overrides, &|_| None).unwrap().metrics_bind,
+            Some("127.0.0.1:9101".parse().unwrap())
+        );
+        let msg = config_error(load_env(&[("AUTHCTL_METRICS_BIND", "9100")]));
+        assert!(msg.contains("AUTHCTL_METRICS_BIND"), "{msg}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub cors: CorsOrigins,
+    /// `metrics.bind`: where `GET /metrics` listens; `None` (the default): no metrics.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ impl Default for Settings {
                 issuer: "authctl".into(),
             },
             cors: CorsOrigins::Off,
+            metrics_bind: None,
         }
     }
 }

@@ -103,6 +103,17 @@ pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("is not an address:port such as 127.0.0.1:8000: '{s}'"))
 }
 
+/// An optional listen address: `off` (or nothing) turns the listener off.
+pub fn parse_optional_bind(s: &str) -> Result<Option<SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| format!("is not an address:port such as 127.0.0.1:9100 (or `off`): '{s}'"))
+}
+
 /// Comma-separated IP addresses or CIDR blocks.
 pub fn parse_proxies(list: &str) -> Result<Vec<IpNet>, String> {
     list.split(',')

@@ -1,6 +1,7 @@
 //! What wraps every response, whatever the route: CORS for the configured origins,
 //! the security headers, the request id, and the request's one log line (with the
-//! cause of a 5xx, see [`ServerFault`]).
+//! cause of a 5xx, see [`ServerFault`]) together with its metrics (SPEC §11), so a
+//! request is observed exactly once, where it is logged.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -15,10 +16,15 @@ use warp::{Filter, Reply};
 
 use super::problem::ServerFault;
 use crate::config::CorsOrigins;
+use crate::metrics::{Metrics, Route};
 
 /// Wraps every response: security headers, the request id, and the request's one log
-/// line (with the cause of a 5xx, see [`ServerFault`]).
-pub fn observed<F>(inner: F) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
+/// line (with the cause of a 5xx, see [`ServerFault`]); with `metrics`, the request is
+/// counted and timed under its route template.
+pub fn observed<F>(
+    inner: F,
+    metrics: Option<Metrics>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
 where
     F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync,
 {
@@ -28,7 +34,9 @@ where
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(inner)
-        .map(finish)
+        .map(move |start, method, path, headers, resp| {
+            finish(metrics.as_ref(), start, method, path, headers, resp)
+        })
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -66,6 +74,7 @@ fn sane_request_id(v: &HeaderValue) -> Option<&str> {
 }
 
 fn finish(
+    metrics: Option<&Metrics>,
     start: Instant,
     method: Method,
     path: warp::path::FullPath,
@@ -88,7 +97,11 @@ fn finish(
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     let status = resp.status();
-    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.observe_request(Route::of(path.as_str()), &method, status, elapsed);
+    }
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let fault = resp.extensions_mut().remove::<ServerFault>();
     let error = fault.as_ref().map(|f| f.0.as_str());
     macro_rules! request_line {
@@ -150,7 +163,7 @@ mod tests {
         let resp = warp::test::request()
             .path("/api/v1/auth/me")
             .header("x-request-id", "req-42")
-            .reply(&observed(inner))
+            .reply(&observed(inner, None))
             .await;
         assert_eq!(resp.status(), 500);
         let body = String::from_utf8_lossy(resp.body()).into_owned();

@@ -6,7 +6,8 @@
 //! - this file: [`app`] (the whole filter) and [`serve`];
 //! - [`api`]: one file per endpoint — its route, body type, handler and OpenAPI path;
 //! - [`docs`]: the OpenAPI document, its shared error responses, Swagger UI and ReDoc;
-//! - [`middleware`]: CORS, security headers, request ids, the request's log line;
+//! - [`middleware`]: CORS, security headers, request ids, the request's log line
+//!   and its metrics;
 //! - [`rejection`]: the single `recover` for our refusals and warp's own;
 //! - [`filters`]: what endpoints are built from — service, rate limit, typed bodies
 //!   (the one place field errors are collected), the bearer token, 405s;
@@ -57,7 +58,7 @@ pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = I
     let inner = middleware::with_cors(routes, state.cors())
         .recover(rejection::handle)
         .unify();
-    middleware::observed(inner)
+    middleware::observed(inner, state.metrics().cloned())
 }
 
 /// Serves `state` on `listener` within `limits` until `shutdown` resolves, then

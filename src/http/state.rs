@@ -1,11 +1,13 @@
 //! [`AppState`]: what every request shares — the service once started, the rate
-//! limits, the CORS origins, and whether the server is draining.
+//! limits, the CORS origins, the metrics (when `metrics.bind` is set), and whether the
+//! server is draining.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::rate_limit::RateLimits;
 use crate::config::{CorsOrigins, Settings};
+use crate::metrics::Metrics;
 use crate::service::AuthService;
 
 /// Shared by every request.
@@ -13,6 +15,8 @@ pub struct AppState {
     service: OnceLock<Arc<AuthService>>,
     pub limits: RateLimits,
     cors: CorsOrigins,
+    /// `None` without `metrics.bind`: then requests are not observed at all.
+    metrics: Option<Metrics>,
     draining: AtomicBool,
 }
 
@@ -22,6 +26,7 @@ impl AppState {
             service: OnceLock::new(),
             limits: RateLimits::new(&settings.rate_limit),
             cors: settings.cors.clone(),
+            metrics: settings.metrics_bind.map(|_| Metrics::new()),
             draining: AtomicBool::new(false),
         })
     }
@@ -39,6 +44,11 @@ impl AppState {
     /// The origins CORS answers (`cors.allowed_origins`).
     pub fn cors(&self) -> &CorsOrigins {
         &self.cors
+    }
+
+    /// The process's metrics, when `metrics.bind` is set.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 
     pub fn start_draining(&self) {

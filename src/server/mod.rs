@@ -1,6 +1,10 @@
 //! `serve`: bind first (so probes can answer), then start up in the background —
 //! connect, migrate, load the key — and only then open the API. Shutdown on a signal
-//! drains in-flight requests and closes the pool. [`housekeeping`] runs beside it.
+//! drains in-flight requests and closes the pool. [`housekeeping`] runs beside it. With
+//! `metrics.bind`, a second
+//! listener serves `/metrics` (`metrics.rs`) over the same lifetime.
+
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +45,8 @@ impl Default for ServeOptions {
 /// A server running in this process (for `serve` and for tests).
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` listens, when `metrics.bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -75,10 +81,21 @@ pub async fn spawn(settings: Settings, options: ServeOptions) -> Result<Running>
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(anyhow::Error::new(e).context("reading the bound address")))?;
+    let metrics_listener = metrics::bind(&settings).await?;
+    let metrics_addr = metrics_listener.as_ref().map(|m| m.addr);
     let state = AppState::new(&settings);
     let store = store::connect(&settings)?;
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run(
+    let metrics_task = match (metrics_listener, state.metrics()) {
+        (Some(bound), Some(m)) => Some(metrics::start(
+            bound,
+            m.clone(),
+            store.clone(),
+            stopped(stop_rx.clone()),
+        )),
+        _ => None,
+    };
+    let server = run(
         listener,
         state.clone(),
         store,
@@ -86,9 +103,20 @@ pub async fn spawn(settings: Settings, options: ServeOptions) -> Result<Running>
         options,
         stop.clone(),
         stop_rx,
-    ));
+    );
+    let stop_metrics = stop.clone();
+    let task = tokio::spawn(async move {
+        let result = server.await;
+        // Whichever way the server ended, the metrics listener ends with it.
+        let _ = stop_metrics.send(true);
+        if let Some(metrics) = metrics_task {
+            let _ = metrics.await;
+        }
+        result
+    });
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         stop,
         task,
@@ -118,7 +146,7 @@ async fn run(
     ));
 
     let startup = tokio::select! {
-        r = start_up(store.clone(), &settings, &options) => r,
+        r = start_up(store.clone(), &settings, &options, &state) => r,
         () = stopped(stop_rx.clone()) => Err(Error::NotReady("stopped during startup")),
     };
     let result = match startup {
@@ -161,6 +189,7 @@ async fn start_up(
     store: Arc<dyn Store>,
     settings: &Settings,
     options: &ServeOptions,
+    state: &AppState,
 ) -> Result<Arc<AuthService>> {
     let deadline = Instant::now() + STARTUP_DB_PATIENCE;
     let mut delay = Duration::from_millis(100);
@@ -177,7 +206,7 @@ async fn start_up(
             AuthService::new(store.clone(), &settings.auth).await
         };
         match attempt.await {
-            Ok(service) => return Ok(Arc::new(service)),
+            Ok(service) => return Ok(Arc::new(metrics::observed(service, state))),
             Err(e @ (Error::Unavailable(_) | Error::NotReady(_))) if Instant::now() < deadline => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
                 tokio::time::sleep(delay).await;

@@ -102,6 +102,12 @@ impl<DB: sqlx::Database> ReadLane<DB> {
         }
     }
 
+    /// Connections held here between lookups: out of the pool, yet waiting for a query
+    /// (the pool metrics count them as idle, not used).
+    pub fn held_idle(&self) -> usize {
+        self.idle().len()
+    }
+
     /// Gives every connection that is no longer fresh back to the pool.
     pub fn release_stale(&self) {
         let stale: Vec<Held<DB>> = {

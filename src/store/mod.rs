@@ -15,6 +15,8 @@ use crate::tokens::refresh::TokenDigest;
 
 mod lane;
 #[macro_use]
+pub mod pool_stats;
+#[macro_use]
 mod sql;
 #[macro_use]
 pub mod rate_limit;
@@ -23,6 +25,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod url;
 
+pub use pool_stats::PoolStats;
 pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).
@@ -105,7 +108,9 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: rate_limit::RateLimitStore + locks::Locks + Send + Sync + 'static {
+pub trait Store:
+    rate_limit::RateLimitStore + locks::Locks + PoolStats + Send + Sync + 'static
+{
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.

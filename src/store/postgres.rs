@@ -50,3 +50,4 @@ async fn begin(
 
 sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);
 rate_limit_store!(PgStore, "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT");
+pool_stats!(PgStore);

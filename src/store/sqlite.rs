@@ -56,3 +56,4 @@ rate_limit_store!(
     SqliteStore,
     "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 );
+pool_stats!(SqliteStore);

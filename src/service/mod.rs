@@ -1,5 +1,10 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
 //! commands are thin calls into it.
+//!
+//! By concern: this file (users, sessions, tokens); `metrics.rs` (what is counted
+//! for `/metrics`, and how the server's metrics are plugged in).
+
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use crate::config::AuthSettings;
 use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
+use crate::metrics::{LoginResult, Metrics, RefreshResult};
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
@@ -75,6 +81,7 @@ pub struct AuthService {
     jwt: JwtKeys,
     key: SecretKey,
     settings: AuthSettings,
+    metrics: Metrics,
 }
 
 impl AuthService {
@@ -98,6 +105,7 @@ impl AuthService {
             jwt,
             key,
             settings: settings.clone(),
+            metrics: Metrics::new(),
         })
     }
 
@@ -115,7 +123,9 @@ impl AuthService {
         username: Username,
         password: &Password,
     ) -> Result<User> {
-        self.add_user(email, username, password, true).await
+        let user = self.add_user(email, username, password, true).await?;
+        self.metrics.registration();
+        Ok(user)
     }
 
     pub async fn add_user(
@@ -225,7 +235,7 @@ impl AuthService {
             .await?;
         let user = match found {
             Some(c) if verified && c.user.is_active => c.user,
-            _ => return Err(Error::InvalidCredentials),
+            _ => return Err(self.failed_login()),
         };
         let now = Utc::now();
         let family = FamilyId::new();
@@ -240,6 +250,7 @@ impl AuthService {
             )
             .await?;
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
+        self.metrics.login(LoginResult::Success);
         self.pair(user.id, family, refresh, now)
     }
 
@@ -268,8 +279,8 @@ impl AuthService {
     /// the family (theft detection), unless it comes within the grace window of its
     /// rotation, which returns the same successor.
     pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
-        let token =
-            RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
+        let token = RefreshToken::parse(raw.trim())
+            .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let digest = token.digest();
         let successor = token.successor(&self.key);
         let now = Utc::now();
@@ -278,26 +289,27 @@ impl AuthService {
         let rec = tx
             .find_refresh(&digest)
             .await?
-            .ok_or(Error::InvalidToken("unknown refresh token"))?;
+            .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let family = rec.family_id;
         let user = rec.user_id;
 
         if rec.family_revoked_at.is_some() {
-            return Err(Error::InvalidToken("refresh token revoked"));
+            return Err(self.invalid_refresh("refresh token revoked"));
         }
         if rec.rotated_at.is_some() || rec.revoked_at.is_some() {
             if self.within_grace(&rec, now) {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
+                self.metrics.refresh(RefreshResult::Grace);
                 return self.pair(user, family, successor, now);
             }
             return self.reuse_detected(tx, family, user, now).await;
         }
         if rec.expires_at <= now {
-            return Err(Error::InvalidToken("refresh token expired"));
+            return Err(self.invalid_refresh("refresh token expired"));
         }
         if !rec.user_active {
-            return Err(Error::InvalidToken("user disabled"));
+            return Err(self.invalid_refresh("user disabled"));
         }
         if !tx.mark_rotated(&digest, now).await? {
             return self.reuse_detected(tx, family, user, now).await;
@@ -306,6 +318,7 @@ impl AuthService {
             .await?;
         tx.commit().await?;
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
+        self.metrics.refresh(RefreshResult::Rotated);
         self.pair(user, family, successor, now)
     }
 
@@ -329,6 +342,7 @@ impl AuthService {
         tx.revoke_family(family, "refresh token reuse", now).await?;
         tx.commit().await?;
         tracing::warn!(user_id = user.0, family_id = %family, "refresh token reuse detected: session revoked");
+        self.metrics.refresh(RefreshResult::ReuseDetected);
         Err(Error::InvalidToken(
             "refresh token reuse detected; session revoked",
         ))
