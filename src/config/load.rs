@@ -132,7 +132,8 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.refresh_token_ttl", ["AUTHCTL_REFRESH_TOKEN_TTL"], Str, auth.refresh_token_ttl = parse_duration),
     setting!("auth.refresh_token_expire_days", ["AUTHCTL_REFRESH_TOKEN_EXPIRE_DAYS", "REFRESH_TOKEN_EXPIRE_DAYS"], Int, auth.refresh_token_ttl = parse_days),
     setting!("auth.bcrypt_cost", ["AUTHCTL_BCRYPT_COST"], Int, auth.bcrypt_cost = parse_u32_in(4, 31)),
-    setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_seconds),
+    setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_grace_seconds),
+    setting!("auth.session_max_lifetime", ["AUTHCTL_SESSION_MAX_LIFETIME"], Str, auth.session_max_lifetime = parse_duration),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
 ];

@@ -1,5 +1,21 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
 //! commands are thin calls into it.
+//!
+//! Credential changes race-free: a login verifies the password (slowly, in bcrypt)
+//! before it creates its session, and a password change, disable or delete may land in
+//! between. The session is therefore created only if the user still exists, is active
+//! and still has the exact hash that was verified (one conditional `INSERT … SELECT …
+//! FROM users`, see `Store::create_family`); otherwise the login is the generic 401.
+//! Credential changes update the user first and revoke the user's families second, so
+//! a session created just before the change is revoked by it, and one attempted after
+//! it is never created. A login racing a delete is the same 401, never a foreign-key
+//! violation.
+//!
+//! - this file: users, logins, tokens, inspection, health;
+//! - [`sessions`]: how long a session may live and when a replayed refresh token may
+//!   still get its successor (grace mode).
+
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,22 +239,33 @@ impl AuthService {
             .hasher
             .verify(candidate, found.as_ref().map(|c| c.password_hash.as_str()))
             .await?;
-        let user = match found {
-            Some(c) if verified && c.user.is_active => c.user,
+        let (user, verified_hash) = match found {
+            Some(c) if verified && c.user.is_active => (c.user, c.password_hash),
             _ => return Err(Error::InvalidCredentials),
         };
         let now = Utc::now();
         let family = FamilyId::new();
         let refresh = RefreshToken::generate();
-        self.store
+        let created = self
+            .store
             .create_family(
                 user.id,
+                &verified_hash,
                 family,
                 &refresh.digest(),
                 now,
-                now + self.refresh_ttl(),
+                self.refresh_expiry(now, now),
             )
             .await?;
+        if !created {
+            // The password changed, or the user was disabled or deleted, while this
+            // login verified the old state.
+            tracing::info!(
+                user_id = user.id.0,
+                "login refused: the user changed while the password was verified"
+            );
+            return Err(Error::InvalidCredentials);
+        }
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
         self.pair(user.id, family, refresh, now)
     }
@@ -266,7 +293,8 @@ impl AuthService {
     /// Rotates a refresh token: the presented token is retired and its successor issued
     /// in the same family, in one transaction. Presenting a retired token again revokes
     /// the family (theft detection), unless it comes within the grace window of its
-    /// rotation, which returns the same successor.
+    /// rotation while that successor is still unspent, which returns the same
+    /// successor. No family is refreshed past `auth.session_max_lifetime`.
     pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
         let token =
             RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
@@ -285,8 +313,12 @@ impl AuthService {
         if rec.family_revoked_at.is_some() {
             return Err(Error::InvalidToken("refresh token revoked"));
         }
+        if now >= self.session_end(rec.family_created_at) {
+            return Err(Error::InvalidToken("session expired"));
+        }
         if rec.rotated_at.is_some() || rec.revoked_at.is_some() {
-            if self.within_grace(&rec, now) {
+            if self.within_grace(&rec, now) && self.is_unspent(tx.as_mut(), &successor, now).await?
+            {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 return self.pair(user, family, successor, now);
@@ -302,7 +334,8 @@ impl AuthService {
         if !tx.mark_rotated(&digest, now).await? {
             return self.reuse_detected(tx, family, user, now).await;
         }
-        tx.insert_refresh(family, &successor.digest(), now, now + self.refresh_ttl())
+        let expires_at = self.refresh_expiry(now, rec.family_created_at);
+        tx.insert_refresh(family, &successor.digest(), now, expires_at)
             .await?;
         tx.commit().await?;
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
