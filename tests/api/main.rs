@@ -10,6 +10,7 @@ mod credentials;
 mod edge;
 mod health;
 mod me;
+mod no_store;
 mod rate_limit;
 mod refresh;
 mod register;
