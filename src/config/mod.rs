@@ -64,6 +64,8 @@ pub struct AuthSettings {
     pub refresh_token_ttl: Duration,
     pub bcrypt_cost: u32,
     pub refresh_reuse_grace: Duration,
+    /// Absolute lifetime of a session (token family), however often it is refreshed.
+    pub session_max_lifetime: Duration,
     pub issuer: String,
 }
 
@@ -91,6 +93,7 @@ impl Default for Settings {
                 refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
                 bcrypt_cost: 12,
                 refresh_reuse_grace: Duration::ZERO,
+                session_max_lifetime: Duration::from_secs(30 * 24 * 3600),
                 issuer: "authctl".into(),
             },
             cors: CorsOrigins::Off,

@@ -231,6 +231,23 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("is not a whole number of seconds: '{s}'"))
 }
 
+/// `refresh_reuse_grace_seconds`: 0 (strict) to [`MAX_GRACE_SECONDS`]. A long window
+/// would all but turn theft detection off, so more is refused rather than capped.
+pub fn parse_grace_seconds(s: &str) -> Result<Duration, String> {
+    let grace = parse_seconds(s)?;
+    if grace.as_secs() > MAX_GRACE_SECONDS {
+        return Err(format!(
+            "must be at most {MAX_GRACE_SECONDS} seconds (a longer window defeats refresh-token \
+             theft detection), got {}",
+            grace.as_secs()
+        ));
+    }
+    Ok(grace)
+}
+
+/// The longest grace window for a replayed refresh token (SPEC §8).
+pub const MAX_GRACE_SECONDS: u64 = 60;
+
 pub fn parse_issuer(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() || s.len() > 256 {

@@ -8,6 +8,7 @@
 //! them (and warp's own) into problem responses. Field errors of a body are collected
 //! here and nowhere else ([`Body`]).
 
+use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, de};
 use warp::filters::BoxedFilter;
 use warp::http::Method;
-use warp::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
+use warp::http::header::{CONTENT_LENGTH, HeaderMap, HeaderValue, TRANSFER_ENCODING};
 use warp::reply::Response;
 use warp::{Filter, Rejection, reject::Reject};
 
@@ -139,16 +140,26 @@ impl fmt::Debug for BearerToken {
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme in any case), or `None` when
-/// the header is missing, names another scheme or carries an empty token. The
-/// endpoint answers `None` with its own 401 ([`Error::MissingToken`]), so that 401
-/// gets the endpoint's headers like every other answer of it.
-pub fn bearer() -> impl Filter<Extract = (Option<BearerToken>,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").map(|header: Option<String>| {
-        let (scheme, token) = header.as_deref()?.trim().split_once(' ')?;
-        let token = token.trim();
-        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-            .then(|| BearerToken(token.to_owned()))
-    })
+/// the header is missing, names another scheme, carries an empty token or is not
+/// even text (non-ASCII bytes). The endpoint answers `None` with its own 401
+/// ([`Error::MissingToken`], `WWW-Authenticate: Bearer`), never a 400, so that 401
+/// gets the endpoint's headers like every other answer of it. A Bearer token with
+/// bytes no token has is passed on as it is (lossily decoded) and refused as invalid.
+pub fn bearer() -> impl Filter<Extract = (Option<BearerToken>,), Error = Infallible> + Clone {
+    // The raw value: `header::optional::<String>` would refuse non-ASCII with a 400.
+    warp::header::value("authorization")
+        .map(|v: HeaderValue| bearer_token(v.as_bytes()))
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+fn bearer_token(header: &[u8]) -> Option<BearerToken> {
+    let header = header.trim_ascii();
+    let space = header.iter().position(|b| *b == b' ')?;
+    let (scheme, token) = header.split_at(space);
+    let token = token.trim_ascii();
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty())
+        .then(|| BearerToken(String::from_utf8_lossy(token).into_owned()))
 }
 
 // ----- bodies ----------------------------------------------------------------------
@@ -494,5 +505,24 @@ mod tests {
         assert_eq!(presented(Some("Bearer ")).await, None);
         assert_eq!(presented(Some("Bearer")).await, None);
         assert_eq!(presented(None).await, None);
+    }
+
+    #[tokio::test]
+    async fn bearer_never_refuses_a_header_that_is_not_text() {
+        let presented = |header: &'static [u8]| async move {
+            warp::test::request()
+                .header("authorization", HeaderValue::from_bytes(header).unwrap())
+                .filter(&bearer())
+                .await
+                .unwrap()
+                .map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(presented(b"B\xe9arer abc").await, None);
+        assert_eq!(presented(b"Basic \xff\xfe").await, None);
+        // A Bearer token with such bytes is still a presented token, refused later.
+        assert_eq!(
+            presented(b"Bearer t\xc3\xb6k").await.as_deref(),
+            Some("t\u{f6}k")
+        );
     }
 }

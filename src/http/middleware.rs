@@ -1,14 +1,16 @@
 //! What wraps every response, whatever the route: CORS for the configured origins,
-//! the security headers, the request id, and the request's one log line (with the
-//! cause of a 5xx, see [`ServerFault`]) together with its metrics (SPEC §11), so a
-//! request is observed exactly once, where it is logged.
+//! the security headers, `Cache-Control: no-store` under `/api/v1/auth`, the request
+//! id, and the request's one log line (with the cause of a 5xx, see [`ServerFault`])
+//! together with its metrics (SPEC §11), so a request is observed exactly once, where
+//! it is logged.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use warp::filters::BoxedFilter;
 use warp::http::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, PRAGMA,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
@@ -18,9 +20,10 @@ use super::problem::ServerFault;
 use crate::config::CorsOrigins;
 use crate::metrics::{Metrics, Route};
 
-/// Wraps every response: security headers, the request id, and the request's one log
-/// line (with the cause of a 5xx, see [`ServerFault`]); with `metrics`, the request is
-/// counted and timed under its route template.
+/// Wraps every response: security headers, `no-store` under [`NO_STORE_PREFIX`], the
+/// request id, and the request's one log line (with the cause of a 5xx, see
+/// [`ServerFault`]); with `metrics`, the request is counted and timed under its route
+/// template.
 pub fn observed<F>(
     inner: F,
     metrics: Option<Metrics>,
@@ -63,6 +66,17 @@ pub fn with_cors(
     routes.with(cors).map(Reply::into_response).boxed()
 }
 
+/// Every response under this path is `Cache-Control: no-store`: it is all credentials
+/// and identity. Set here, by path, so that answers no endpoint wrote (400, 404, 405,
+/// 411, 413, 415, 422 and 429 from filters, 503s) carry it too.
+pub const NO_STORE_PREFIX: &str = "/api/v1/auth";
+
+/// Whether `path` is [`NO_STORE_PREFIX`] or below it (not `/api/v1/authx`).
+fn is_no_store(path: &str) -> bool {
+    path.strip_prefix(NO_STORE_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Whether a client's request id is safe to echo and log.
 fn sane_request_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
@@ -96,6 +110,11 @@ fn finish(
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if is_no_store(path.as_str()) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // For HTTP/1.0 caches, which know no Cache-Control.
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
     let status = resp.status();
     let elapsed = start.elapsed();
     if let Some(metrics) = metrics {
@@ -141,6 +160,33 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn no_store_covers_the_auth_api_and_nothing_beside_it() {
+        for path in [
+            "/api/v1/auth",
+            "/api/v1/auth/",
+            "/api/v1/auth/token",
+            "/api/v1/auth/x/y",
+        ] {
+            assert!(is_no_store(path), "{path}");
+        }
+        for path in ["/api/v1/authx", "/api/v1", "/health/liveness", "/docs", "/"] {
+            assert!(!is_no_store(path), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_503_under_the_auth_api_is_no_store_too() {
+        let inner =
+            warp::any().map(|| problem::problem(StatusCode::SERVICE_UNAVAILABLE, "Busy.", None));
+        let resp = warp::test::request()
+            .path("/api/v1/auth/token")
+            .reply(&observed(inner, None))
+            .await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[CACHE_CONTROL], "no-store");
     }
 
     #[tokio::test]

@@ -1,10 +1,24 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
 //! commands are thin calls into it.
 //!
-//! By concern: this file (users, sessions, tokens); `metrics.rs` (what is counted
-//! for `/metrics`, and how the server's metrics are plugged in).
+//! Credential changes race-free: a login verifies the password (slowly, in bcrypt)
+//! before it creates its session, and a password change, disable or delete may land in
+//! between. The session is therefore created only if the user still exists, is active
+//! and still has the exact hash that was verified (one conditional `INSERT … SELECT …
+//! FROM users`, see `Store::create_family`); otherwise the login is the generic 401.
+//! Credential changes update the user first and revoke the user's families second, so
+//! a session created just before the change is revoked by it, and one attempted after
+//! it is never created. A login racing a delete is the same 401, never a foreign-key
+//! violation.
+//!
+//! - this file: users, logins, tokens, inspection, health;
+//! - `metrics.rs`: what is counted for `/metrics`, and how the server's metrics are
+//!   plugged in;
+//! - [`sessions`]: how long a session may live and when a replayed refresh token may
+//!   still get its successor (grace mode).
 
 mod metrics;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -233,22 +247,33 @@ impl AuthService {
             .hasher
             .verify(candidate, found.as_ref().map(|c| c.password_hash.as_str()))
             .await?;
-        let user = match found {
-            Some(c) if verified && c.user.is_active => c.user,
+        let (user, verified_hash) = match found {
+            Some(c) if verified && c.user.is_active => (c.user, c.password_hash),
             _ => return Err(self.failed_login()),
         };
         let now = Utc::now();
         let family = FamilyId::new();
         let refresh = RefreshToken::generate();
-        self.store
+        let created = self
+            .store
             .create_family(
                 user.id,
+                &verified_hash,
                 family,
                 &refresh.digest(),
                 now,
-                now + self.refresh_ttl(),
+                self.refresh_expiry(now, now),
             )
             .await?;
+        if !created {
+            // The password changed, or the user was disabled or deleted, while this
+            // login verified the old state.
+            tracing::info!(
+                user_id = user.id.0,
+                "login refused: the user changed while the password was verified"
+            );
+            return Err(self.failed_login());
+        }
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
         self.metrics.login(LoginResult::Success);
         self.pair(user.id, family, refresh, now)
@@ -277,7 +302,8 @@ impl AuthService {
     /// Rotates a refresh token: the presented token is retired and its successor issued
     /// in the same family, in one transaction. Presenting a retired token again revokes
     /// the family (theft detection), unless it comes within the grace window of its
-    /// rotation, which returns the same successor.
+    /// rotation while that successor is still unspent, which returns the same
+    /// successor. No family is refreshed past `auth.session_max_lifetime`.
     pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
         let token = RefreshToken::parse(raw.trim())
             .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
@@ -296,8 +322,12 @@ impl AuthService {
         if rec.family_revoked_at.is_some() {
             return Err(self.invalid_refresh("refresh token revoked"));
         }
+        if now >= self.session_end(rec.family_created_at) {
+            return Err(self.invalid_refresh("session expired"));
+        }
         if rec.rotated_at.is_some() || rec.revoked_at.is_some() {
-            if self.within_grace(&rec, now) {
+            if self.within_grace(&rec, now) && self.is_unspent(tx.as_mut(), &successor, now).await?
+            {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 self.metrics.refresh(RefreshResult::Grace);
@@ -314,7 +344,8 @@ impl AuthService {
         if !tx.mark_rotated(&digest, now).await? {
             return self.reuse_detected(tx, family, user, now).await;
         }
-        tx.insert_refresh(family, &successor.digest(), now, now + self.refresh_ttl())
+        let expires_at = self.refresh_expiry(now, rec.family_created_at);
+        tx.insert_refresh(family, &successor.digest(), now, expires_at)
             .await?;
         tx.commit().await?;
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");

@@ -69,6 +69,9 @@ pub struct RefreshRecord {
     pub expires_at: DateTime<Utc>,
     pub rotated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the session began (its first login): `auth.session_max_lifetime` counts
+    /// from here.
+    pub family_created_at: DateTime<Utc>,
     pub family_revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -98,6 +101,11 @@ pub struct MigrationState {
     pub description: String,
     pub applied: bool,
 }
+
+/// The most rows of each kind (expired tokens, long-revoked families) one prune
+/// batch deletes: small enough that a batch holds SQLite's write lock for a few tens
+/// of milliseconds (README, "Pruning", has the measurements).
+pub const PRUNE_BATCH: i64 = 1000;
 
 /// What `prune` removed.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -141,15 +149,21 @@ pub trait Store:
     -> Result<bool>;
     async fn delete_user(&self, user: UserId) -> Result<bool>;
 
-    /// Creates a session: a family and its first refresh token, atomically.
+    /// Creates a session: a family and its first refresh token, atomically — but only
+    /// if the user still exists, is active and still has `password_hash`, the hash the
+    /// login verified. Returns whether it did. A concurrent password change, disable
+    /// or delete that committed first leaves nothing to create (false); one that
+    /// commits later finds the family and revokes (or deletes) it, because credential
+    /// changes update the user first and revoke families second.
     async fn create_family(
         &self,
         user: UserId,
+        password_hash: &str,
         family: FamilyId,
         digest: &TokenDigest,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     async fn find_refresh(&self, digest: &TokenDigest) -> Result<Option<RefreshRecord>>;
     async fn find_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>>;
     async fn session_user(&self, user: UserId, family: FamilyId) -> Result<Option<SessionUser>>;
@@ -168,7 +182,9 @@ pub trait Store:
         now: DateTime<Utc>,
     ) -> Result<u64>;
     /// Deletes expired tokens, families revoked before `revoked_before`, and families
-    /// left without tokens.
+    /// left without tokens, in batches of at most [`PRUNE_BATCH`] rows of each kind,
+    /// one short transaction per batch. On SQLite it rests between batches at least
+    /// as long as the batch took, so other writers get the write lock in between.
     async fn prune(&self, now: DateTime<Utc>, revoked_before: DateTime<Utc>)
     -> Result<PruneReport>;
 

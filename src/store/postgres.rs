@@ -21,6 +21,9 @@ impl PgStore {
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
     const MIGRATIONS_TABLE_EXISTS: &'static str = "SELECT 1::BIGINT FROM information_schema.tables WHERE table_name = '_sqlx_migrations' \
          AND table_schema = current_schema()";
+    /// No pause between prune batches: PostgreSQL has no database-wide write lock, and
+    /// each batch's row locks end with its transaction.
+    const PRUNE_PAUSE: Option<Duration> = None;
 
     pub fn connect(store: &StoreOptions) -> Result<Self> {
         let options = PgConnectOptions::from_str(store.url.expose())
@@ -48,6 +51,13 @@ async fn begin(
     pool.begin().await
 }
 
-sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);
+sql_store!(
+    PgStore,
+    PgRotation,
+    Postgres,
+    " FOR UPDATE OF rt",
+    " FOR SHARE",
+    begin
+);
 rate_limit_store!(PgStore, "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT");
 pool_stats!(PgStore);

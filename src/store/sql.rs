@@ -8,7 +8,7 @@ macro_rules! refresh_select_sql {
     () => {
         "SELECT rt.family_id, f.user_id, u.username, u.is_active AS user_active, \
          rt.issued_at, rt.expires_at, rt.rotated_at, rt.revoked_at, \
-         f.revoked_at AS family_revoked_at \
+         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at \
          FROM refresh_tokens rt \
          JOIN token_families f ON f.id = rt.family_id \
          JOIN users u ON u.id = f.user_id \
@@ -16,9 +16,41 @@ macro_rules! refresh_select_sql {
     };
 }
 
-/// `sql_store!(Store, Tx, Database, "row lock suffix", |pool| begin-write-transaction)`
+/// Starts a session only for the user as the login verified it: still there, still
+/// active, still with the verified hash (`$4`). `$share` locks the user row on
+/// PostgreSQL (`FOR SHARE`) until the session commits, so a concurrent `UPDATE users`
+/// either waits and then finds the family to revoke, or commits first and this
+/// re-checks the updated row and inserts nothing. SQLite runs it under `BEGIN
+/// IMMEDIATE`, which serializes it with every other write anyway.
+macro_rules! create_family_sql {
+    ($share:literal) => {
+        concat!(
+            "INSERT INTO token_families (id, user_id, created_at) \
+             SELECT $1, id, $3 FROM users WHERE id = $2 AND password_hash = $4 AND is_active",
+            $share
+        )
+    };
+}
+
+/// One prune batch of expired tokens, by key: the subquery walks the `expires_at`
+/// index, the delete goes by primary key; the families the tokens belonged to come
+/// back for the orphan check.
+pub const PRUNE_TOKENS_SQL: &str = "DELETE FROM refresh_tokens WHERE digest IN \
+     (SELECT digest FROM refresh_tokens WHERE expires_at < $1 LIMIT $2) RETURNING family_id";
+
+/// Of the families a batch took tokens from, those left without any (the list of ids
+/// follows, as binds): by primary key, the check by the `family_id` index.
+pub const PRUNE_ORPHANS_SQL: &str = "DELETE FROM token_families WHERE NOT EXISTS \
+     (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id) AND id IN (";
+
+/// One prune batch of families revoked long ago, by key: the subquery walks the
+/// partial `revoked_at` index (migration `prune_indexes`); their tokens go by cascade.
+pub const PRUNE_REVOKED_SQL: &str = "DELETE FROM token_families WHERE id IN \
+     (SELECT id FROM token_families WHERE revoked_at < $1 LIMIT $2)";
+
+/// `sql_store!(Store, Tx, Database, "row lock suffix", "user row share lock", |pool| begin-write-transaction)`
 macro_rules! sql_store {
-    ($store:ident, $tx:ident, $db:ty, $lock:literal, $begin:expr) => {
+    ($store:ident, $tx:ident, $db:ty, $lock:literal, $share:literal, $begin:expr) => {
 
         fn user_query(user: &$crate::domain::UserRef) -> (&'static str, UserKey) {
             use $crate::domain::UserRef;
@@ -226,19 +258,26 @@ macro_rules! sql_store {
             async fn create_family(
                 &self,
                 user: $crate::domain::UserId,
+                password_hash: &str,
                 family: $crate::domain::FamilyId,
                 digest: &$crate::tokens::refresh::TokenDigest,
                 now: chrono::DateTime<chrono::Utc>,
                 expires_at: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::error::Result<()> {
+            ) -> $crate::error::Result<bool> {
                 let begin = $begin;
                 let mut tx = begin(&self.pool).await?;
-                sqlx::query("INSERT INTO token_families (id, user_id, created_at) VALUES ($1, $2, $3)")
+                let created = sqlx::query(create_family_sql!($share))
                     .bind(family)
                     .bind(user)
                     .bind(now)
+                    .bind(password_hash)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if created == 0 {
+                    // Dropped, the transaction rolls back: nothing was written.
+                    return Ok(false);
+                }
                 sqlx::query(
                     "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -250,7 +289,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn find_refresh(
@@ -345,23 +384,20 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 revoked_before: chrono::DateTime<chrono::Utc>,
             ) -> $crate::error::Result<$crate::store::PruneReport> {
-                let begin = $begin;
-                let mut tx = begin(&self.pool).await?;
-                let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let families = sqlx::query(
-                    "DELETE FROM token_families WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
-                     OR NOT EXISTS (SELECT 1 FROM refresh_tokens rt WHERE rt.family_id = token_families.id)",
-                )
-                .bind(revoked_before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok($crate::store::PruneReport { tokens, families })
+                let mut report = $crate::store::PruneReport::default();
+                loop {
+                    let started = std::time::Instant::now();
+                    let batch = self.prune_batch(now, revoked_before).await?;
+                    report.tokens += batch.tokens;
+                    report.families += batch.families;
+                    let limit = $crate::store::PRUNE_BATCH as u64;
+                    if batch.tokens < limit && batch.revoked < limit {
+                        return Ok(report);
+                    }
+                    if let Some(least) = Self::PRUNE_PAUSE {
+                        tokio::time::sleep(started.elapsed().max(least)).await;
+                    }
+                }
             }
 
             async fn begin_rotation(&self) -> $crate::error::Result<Box<dyn $crate::store::RotationTx>> {
@@ -370,7 +406,62 @@ macro_rules! sql_store {
             }
         }
 
+        /// What one prune batch removed; `revoked` (families revoked long ago) is a
+        /// part of `families` and tells whether another batch of them may be waiting.
+        struct PruneBatch {
+            tokens: u64,
+            families: u64,
+            revoked: u64,
+        }
+
         impl $store {
+            /// One prune batch, in one short write transaction: at most
+            /// [`PRUNE_BATCH`]($crate::store::PRUNE_BATCH) expired tokens (and the
+            /// families they leave empty), then at most as many families revoked
+            /// before `revoked_before` (their tokens by cascade).
+            async fn prune_batch(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                revoked_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<PruneBatch> {
+                let limit = $crate::store::PRUNE_BATCH;
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                let emptied: Vec<($crate::domain::FamilyId,)> =
+                    sqlx::query_as($crate::store::sql::PRUNE_TOKENS_SQL)
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let tokens = emptied.len() as u64;
+                let mut emptied: Vec<$crate::domain::FamilyId> =
+                    emptied.into_iter().map(|(f,)| f).collect();
+                emptied.sort_unstable_by_key(|f| f.0);
+                emptied.dedup();
+                let mut orphans = 0;
+                if !emptied.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new($crate::store::sql::PRUNE_ORPHANS_SQL);
+                    let mut ids = q.separated(", ");
+                    for family in emptied {
+                        ids.push_bind(family);
+                    }
+                    q.push(")");
+                    orphans = q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                let revoked = sqlx::query($crate::store::sql::PRUNE_REVOKED_SQL)
+                    .bind(revoked_before)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(PruneBatch {
+                    tokens,
+                    families: orphans + revoked,
+                    revoked,
+                })
+            }
+
             async fn applied_versions(&self) -> $crate::error::Result<Vec<i64>> {
                 let table: Option<(i64,)> = sqlx::query_as(Self::MIGRATIONS_TABLE_EXISTS)
                     .fetch_optional(&self.pool)

@@ -6,10 +6,12 @@
 mod support;
 
 mod cors;
+mod credentials;
 mod edge;
 mod health;
 mod me;
 mod metrics;
+mod no_store;
 mod rate_limit;
 mod refresh;
 mod register;
@@ -29,8 +31,31 @@ mod prelude {
     pub(crate) use crate::{json, service_for};
 }
 
+use std::time::Duration;
+
 use authctl::service::AuthService;
 use support::TestApp;
+
+/// Runs `authctl ARGS` as a real process against `app`'s database (with its key, at
+/// the cheapest bcrypt cost, in an empty environment), off the runtime's threads;
+/// `stdin` is written to its standard input.
+async fn cli_run(app: &TestApp, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut cmd = assert_cmd::Command::new(support::authctl_bin());
+    cmd.current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .env("SECRET_KEY", "test-key-0123456789abcdefghijklmnopqrstuv")
+        .env("AUTHCTL_BCRYPT_COST", "4")
+        .args(args)
+        .timeout(Duration::from_secs(120));
+    if let Some(input) = stdin {
+        cmd.write_stdin(input.to_owned());
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("run authctl"))
+        .await
+        .expect("cli task")
+}
 
 async fn json(resp: reqwest::Response) -> serde_json::Value {
     resp.json().await.expect("json body")

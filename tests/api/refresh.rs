@@ -7,7 +7,114 @@ crate::on_both_backends!(
     refresh_rotates_and_reuse_revokes_the_whole_family,
     twenty_concurrent_refreshes_of_one_token_give_exactly_one_200,
     grace_mode_returns_the_same_successor_and_keeps_the_family,
+    a_grace_replay_after_the_successor_was_spent_is_theft,
+    no_family_is_refreshed_past_the_session_max_lifetime,
 );
+
+#[test]
+fn a_grace_window_over_sixty_seconds_or_a_bad_max_lifetime_is_a_configuration_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("cfg.db").display());
+    let run = |name: &str, value: &str| {
+        assert_cmd::Command::new(crate::support::authctl_bin())
+            .current_dir(dir.path())
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .env(name, value)
+            .args(["migrate"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run authctl")
+    };
+    for (name, value) in [
+        ("AUTHCTL_REFRESH_REUSE_GRACE_SECONDS", "61"),
+        ("AUTHCTL_SESSION_MAX_LIFETIME", "forever"),
+    ] {
+        let out = run(name, value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    for (name, value) in [
+        ("AUTHCTL_REFRESH_REUSE_GRACE_SECONDS", "60"),
+        ("AUTHCTL_SESSION_MAX_LIFETIME", "12h"),
+    ] {
+        let out = run(name, value);
+        assert!(
+            out.status.success(),
+            "{name}={value}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+async fn a_grace_replay_after_the_successor_was_spent_is_theft(backend: Backend) {
+    let app = spawn_app(&backend, |s| {
+        s.auth.refresh_reuse_grace = Duration::from_secs(30)
+    })
+    .await;
+    let (_, r0) = app.user_with_tokens("spent").await;
+    let first = json(app.refresh(&r0).await).await;
+    let r1 = first["refresh_token"].as_str().unwrap().to_owned();
+    // The successor is used: it is no longer the family's live token.
+    let second = json(app.refresh(&r1).await).await;
+    let r2 = second["refresh_token"].as_str().unwrap().to_owned();
+
+    // Replaying r0 within the window would hand out r1, which is spent: theft.
+    assert_problem(app.refresh(&r0).await, 401).await;
+    assert_problem(app.refresh(&r2).await, 401).await;
+    assert_problem(app.me(second["access_token"].as_str().unwrap()).await, 401).await;
+
+    // A successor revoked by logout is not handed out again either.
+    let (_, s0) = app.user_with_tokens("loggedout").await;
+    let s1 = json(app.refresh(&s0).await).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.revoke(&s1).await.status(), 204);
+    assert_problem(app.refresh(&s0).await, 401).await;
+    app.shutdown().await;
+}
+
+async fn no_family_is_refreshed_past_the_session_max_lifetime(backend: Backend) {
+    let lifetime = Duration::from_secs(3);
+    let app = spawn_app(&backend, |s| s.auth.session_max_lifetime = lifetime).await;
+    let started = Utc::now();
+    let (_, r0) = app.user_with_tokens("bounded").await;
+    let service = service_for(&app).await;
+    let end =
+        started + chrono::Duration::from_std(lifetime).unwrap() + chrono::Duration::seconds(1);
+
+    // Refreshing works within the lifetime, and no token outlives the session's end,
+    // although the refresh TTL (7 days) would allow it.
+    let first = service.inspect(&r0).await.expect("inspect first");
+    assert!(first.expires_at.unwrap() <= end, "{first:?}");
+    let r1 = json(app.refresh(&r0).await).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotated = service.inspect(&r1).await.expect("inspect successor");
+    assert!(rotated.expires_at.unwrap() <= end, "{rotated:?}");
+
+    tokio::time::sleep(lifetime + Duration::from_millis(300)).await;
+    let resp = app.refresh(&r1).await;
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_problem(resp, 401).await;
+    // A new login is a new session with a lifetime of its own.
+    let again = json(app.login("bounded", PASSWORD).await).await;
+    assert_eq!(
+        app.refresh(again["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    app.shutdown().await;
+}
 
 async fn refresh_rotates_and_reuse_revokes_the_whole_family(backend: Backend) {
     let app = spawn_app(&backend, |_| {}).await;

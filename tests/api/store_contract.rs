@@ -140,13 +140,34 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
     assert_eq!(creds.password_hash, "new-hash");
 
     // A session: a family and its first token; the token and the session are found.
+    // It is created only for the user as the login verified it: existing, active, and
+    // with the very hash that was checked.
     let expires = now + Duration::days(1);
     let family = FamilyId::new();
     let first = RefreshToken::generate().digest();
-    store
-        .create_family(alice.id, family, &first, now, expires)
-        .await
-        .expect("create family");
+    for (who, hash, why) in [
+        (alice.id, "hash-of-Alice", "a hash that changed since"),
+        (bob.id, "hash-of-Bob", "a disabled user"),
+        (missing, "new-hash", "a deleted user"),
+    ] {
+        assert!(
+            !store
+                .create_family(who, hash, family, &first, now, expires)
+                .await
+                .expect("conditional create"),
+            "no session for {why}"
+        );
+    }
+    assert!(
+        store.find_refresh(&first).await.expect("find").is_none(),
+        "a refused session leaves no token behind"
+    );
+    assert!(
+        store
+            .create_family(alice.id, "new-hash", family, &first, now, expires)
+            .await
+            .expect("create family")
+    );
     let record = store
         .find_refresh(&first)
         .await
@@ -157,6 +178,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
     assert_eq!(record.username, "Alice");
     assert!(record.user_active);
     assert_eq!((record.issued_at, record.expires_at), (now, expires));
+    assert_eq!(record.family_created_at, now);
     assert_eq!(record.rotated_at, None);
     assert_eq!(record.revoked_at, None);
     assert_eq!(record.family_revoked_at, None);
@@ -248,10 +270,12 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
     assert_eq!(session.family_revoked_at, Some(now));
 
     // Revoking a user's families counts the live ones.
+    assert!(store.set_active(bob.id, true, now).await.expect("enable"));
     for _ in 0..2 {
-        store
+        let created = store
             .create_family(
                 bob.id,
+                "hash-of-Bob",
                 FamilyId::new(),
                 &RefreshToken::generate().digest(),
                 now,
@@ -259,6 +283,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
             )
             .await
             .expect("bob's session");
+        assert!(created);
     }
     assert_eq!(
         store
