@@ -172,6 +172,7 @@ async fn start_up(
             } else if !store.schema_is_current().await? {
                 return Err(Error::schema_not_current());
             }
+            crate::service::keys::provision(store.as_ref(), &settings.auth).await?;
             AuthService::new(store.clone(), &settings.auth).await
         };
         match attempt.await {
@@ -187,16 +188,27 @@ async fn start_up(
     }
 }
 
-/// Periodic housekeeping: prune expired rows, forget idle rate-limit clients, give
-/// idle held connections back to the pool.
+/// Periodic housekeeping: prune expired rows and signing keys, pick up key changes,
+/// forget idle rate-limit clients, give idle held connections back to the pool.
 async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
+    let mut keys = tokio::time::interval(crate::service::keys::KEY_POLL_EVERY);
+    keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = prune.tick() => {
                 if let Err(e) = service.prune().await {
                     tracing::warn!(error = %e, "pruning failed");
+                }
+                if let Err(e) = service.prune_keys().await {
+                    tracing::warn!(error = %e, "pruning signing keys failed");
+                }
+            }
+            // A rotation or retirement made by another server or the CLI.
+            _ = keys.tick() => {
+                if let Err(e) = service.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
                 }
             }
             _ = sweep.tick() => {

@@ -52,3 +52,4 @@ async fn begin_immediate(
 }
 
 sql_store!(SqliteStore, SqliteRotation, Sqlite, "", begin_immediate);
+keys_store!(SqliteStore, begin_immediate);

@@ -1,5 +1,8 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
-//! commands are thin calls into it.
+//! commands are thin calls into it. Rules of one feature may live in a file of their
+//! own with its own `impl AuthService` block: [`keys`] (signing keys, SPEC §9).
+
+pub mod keys;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +15,9 @@ use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
+use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
-use crate::tokens::{JwtKeys, RefreshToken};
-
-/// The settings row that holds a generated signing key.
-const KEY_SETTING: &str = "jwt_secret_key";
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -72,31 +72,25 @@ pub struct Inspection {
 pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: Hasher,
-    jwt: JwtKeys,
-    key: SecretKey,
+    keys: keys::LoadedKeys,
+    /// Keys grace-mode successors (SPEC §5), not the signing key: survives rotations.
+    grace: SecretKey,
     settings: AuthSettings,
 }
 
 impl AuthService {
-    /// Builds the service on a migrated store: resolves the signing key (configured,
-    /// or generated once and kept in the database) and prepares the hashing pool.
+    /// Builds the service on a migrated store: loads the signing keys (configured, or
+    /// those in the database; [`keys::provision`] creates them) and prepares the
+    /// hashing pool. Creates nothing, so read-only commands may use it.
     pub async fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Result<Self> {
-        let key = match &settings.secret_key {
-            Some(key) => key.clone(),
-            None => resolve_stored_key(store.as_ref()).await?,
-        };
+        let keys = keys::LoadedKeys::load(store.as_ref(), settings).await?;
+        let grace = keys::grace_secret(store.as_ref()).await?;
         let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
-        let jwt = JwtKeys::new(
-            &key,
-            settings.algorithm,
-            &settings.issuer,
-            settings.access_token_ttl,
-        );
         Ok(AuthService {
             store,
             hasher,
-            jwt,
-            key,
+            keys,
+            grace,
             settings: settings.clone(),
         })
     }
@@ -245,15 +239,27 @@ impl AuthService {
 
     /// The user behind an access token, if its session is alive and the user active.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let claims = self.jwt.verify(access_token).map_err(|f| match f {
+        let mut verified = self.jwt().verify(access_token);
+        if let Err(JwtFailure::UnknownKid(kid)) = &verified {
+            // Perhaps a rotation made elsewhere that the poll has not brought yet.
+            if self.reload_for_unknown_kid(kid).await? {
+                verified = self.jwt().verify(access_token);
+            }
+        }
+        let (claims, kid) = verified.map_err(|f| match f {
             JwtFailure::Expired => Error::InvalidToken("access token expired"),
-            JwtFailure::Invalid => Error::InvalidToken("access token invalid"),
+            JwtFailure::Invalid | JwtFailure::UnknownKid(_) => {
+                Error::InvalidToken("access token invalid")
+            }
         })?;
         let session = self
             .store
-            .session_user(claims.user_id()?, claims.family_id()?)
+            .session_user(claims.user_id()?, claims.family_id()?, kid.as_deref())
             .await?
             .ok_or(Error::InvalidToken("session not found"))?;
+        if session.key_retired {
+            return Err(Error::InvalidToken("signing key retired"));
+        }
         if session.family_revoked_at.is_some() {
             return Err(Error::InvalidToken("session revoked"));
         }
@@ -271,7 +277,7 @@ impl AuthService {
         let token =
             RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
         let digest = token.digest();
-        let successor = token.successor(&self.key);
+        let successor = token.successor(&self.grace);
         let now = Utc::now();
 
         let mut tx = self.store.begin_rotation().await?;
@@ -366,7 +372,7 @@ impl AuthService {
         let token = token.trim();
         if jwt::looks_like_jwt(token) {
             let claims = self
-                .jwt
+                .jwt()
                 .verify_ignoring_expiry(token)
                 .map_err(|_| Error::InvalidToken("not signed by this server's key"))?;
             return claims.family_id();
@@ -416,7 +422,7 @@ impl AuthService {
         let token = token.trim();
         let now = Utc::now();
         if jwt::looks_like_jwt(token) {
-            let claims = self.jwt.verify_ignoring_expiry(token).map_err(|_| {
+            let claims = self.jwt().verify_ignoring_expiry(token).map_err(|_| {
                 Error::InvalidToken("not a valid token signed by this server's key")
             })?;
             let family = claims.family_id()?;
@@ -485,11 +491,12 @@ impl AuthService {
         refresh: RefreshToken,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let jwt = self.jwt();
         Ok(TokenPair {
-            access_token: self.jwt.issue(user, family, now)?,
+            access_token: jwt.issue(user, family, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
-            expires_in: self.jwt.ttl().as_secs(),
+            expires_in: jwt.ttl().as_secs(),
         })
     }
 }
@@ -505,20 +512,4 @@ pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> 
             timeout.as_millis()
         ))),
     }
-}
-
-async fn resolve_stored_key(store: &dyn Store) -> Result<SecretKey> {
-    let fresh = SecretKey::generate();
-    let stored = store
-        .setting_get_or_insert(KEY_SETTING, fresh.expose_str())
-        .await?;
-    if stored == fresh.expose_str() {
-        tracing::warn!(
-            backend = store.backend(),
-            "no SECRET_KEY configured: generated a signing key and stored it in the database \
-             (table `settings`, name `{KEY_SETTING}`); set SECRET_KEY to manage the key yourself"
-        );
-    }
-    SecretKey::parse(&stored)
-        .map_err(|e| Error::config(format!("the signing key stored in the database {e}")))
 }
