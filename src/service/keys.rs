@@ -285,11 +285,17 @@ impl AuthService {
     /// For a token naming a `kid` not loaded here: reload (at most once a second per
     /// process) and say whether the key is now known.
     pub(super) async fn reload_for_unknown_kid(&self, kid: &str) -> Result<bool> {
+        Ok(self.reload_if_allowed().await? && self.jwt().holds(Some(kid)))
+    }
+
+    /// Reloads unless this process already did in the last second (a flood of forged
+    /// kids cannot turn into a flood of queries). Returns whether it reloaded.
+    pub(super) async fn reload_if_allowed(&self) -> Result<bool> {
         if !self.keys.from_database || !self.keys.gate.try_acquire() {
             return Ok(false);
         }
         self.reload_keys().await?;
-        Ok(self.jwt().holds(Some(kid)))
+        Ok(true)
     }
 
     /// The public keys that verify tokens now (empty with HMAC).

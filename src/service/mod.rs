@@ -258,6 +258,11 @@ impl AuthService {
             .await?
             .ok_or(Error::InvalidToken("session not found"))?;
         if session.key_retired {
+            // If this process still signs with that key, pick up its successor now
+            // rather than at the next poll.
+            if self.jwt().current_kid() == kid.as_deref() {
+                self.reload_if_allowed().await?;
+            }
             return Err(Error::InvalidToken("signing key retired"));
         }
         if session.family_revoked_at.is_some() {

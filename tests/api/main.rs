@@ -8,6 +8,7 @@ mod support;
 mod cors;
 mod edge;
 mod health;
+mod keys;
 mod me;
 mod rate_limit;
 mod refresh;
