@@ -8,6 +8,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 
 use crate::prelude::*;
+use crate::support::spawn_app_on;
+use authctl::service::AuthService;
 
 crate::on_both_backends!(
     an_independent_verifier_checks_tokens_with_nothing_but_the_jwks,
@@ -16,6 +18,7 @@ crate::on_both_backends!(
     a_rotation_while_the_server_runs_keeps_old_tokens_and_signs_with_the_new_kid,
     retiring_a_key_refuses_its_tokens_at_once,
     two_servers_on_one_database_see_each_others_rotation_within_ten_seconds,
+    a_key_generated_before_rotation_existed_keeps_its_tokens_valid,
 );
 
 /// What a resource server reads from a token.
@@ -271,5 +274,43 @@ async fn two_servers_on_one_database_see_each_others_rotation_within_ten_seconds
         .unwrap();
     assert_eq!(r.status(), 200);
     second.shutdown().await.expect("clean shutdown");
+    app.shutdown().await;
+}
+
+/// A database from before issue 13: a generated HMAC key in `settings.jwt_secret_key`
+/// and kid-less tokens signed with it.
+async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend: Backend) {
+    let db = crate::support::TestDb::new(&backend).await;
+    let legacy = authctl::config::SecretKey::generate();
+    let mut old_settings = crate::support::test_settings(&db.url);
+    old_settings.auth.secret_key = Some(legacy.clone());
+    let store = authctl::store::connect(&old_settings).unwrap();
+    store.migrate().await.unwrap();
+    store
+        .setting_get_or_insert("jwt_secret_key", legacy.expose_str())
+        .await
+        .unwrap();
+    let old = AuthService::new(store.clone(), &old_settings.auth)
+        .await
+        .unwrap();
+    old.add_user(
+        authctl::domain::Email::parse("old@example.com").unwrap(),
+        authctl::domain::Username::parse("oldtimer").unwrap(),
+        &authctl::domain::Password::parse(PASSWORD).unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    let before = old.login("oldtimer", PASSWORD).await.unwrap().access_token;
+    assert_eq!(jsonwebtoken::decode_header(&before).unwrap().kid, None);
+    store.close().await;
+
+    // The upgraded server has no SECRET_KEY: it imports the stored key.
+    let app = spawn_app_on(db, |s| s.auth.secret_key = None).await;
+    assert_eq!(app.me(&before).await.status(), 200);
+    let login = json(app.login("oldtimer", PASSWORD).await).await;
+    let after = login["access_token"].as_str().unwrap();
+    assert_eq!(kid_of(after), authctl::tokens::jwt::LEGACY_HMAC_KID);
+    assert_eq!(app.me(after).await.status(), 200);
     app.shutdown().await;
 }
