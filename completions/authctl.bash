@@ -28,6 +28,9 @@ _authctl() {
             authctl,help)
                 cmd="authctl__subcmd__help"
                 ;;
+            authctl,keys)
+                cmd="authctl__subcmd__keys"
+                ;;
             authctl,migrate)
                 cmd="authctl__subcmd__migrate"
                 ;;
@@ -55,6 +58,9 @@ _authctl() {
             authctl__subcmd__help,help)
                 cmd="authctl__subcmd__help__subcmd__help"
                 ;;
+            authctl__subcmd__help,keys)
+                cmd="authctl__subcmd__help__subcmd__keys"
+                ;;
             authctl__subcmd__help,migrate)
                 cmd="authctl__subcmd__help__subcmd__migrate"
                 ;;
@@ -69,6 +75,15 @@ _authctl() {
                 ;;
             authctl__subcmd__help,user)
                 cmd="authctl__subcmd__help__subcmd__user"
+                ;;
+            authctl__subcmd__help__subcmd__keys,list)
+                cmd="authctl__subcmd__help__subcmd__keys__subcmd__list"
+                ;;
+            authctl__subcmd__help__subcmd__keys,retire)
+                cmd="authctl__subcmd__help__subcmd__keys__subcmd__retire"
+                ;;
+            authctl__subcmd__help__subcmd__keys,rotate)
+                cmd="authctl__subcmd__help__subcmd__keys__subcmd__rotate"
                 ;;
             authctl__subcmd__help__subcmd__token,inspect)
                 cmd="authctl__subcmd__help__subcmd__token__subcmd__inspect"
@@ -96,6 +111,30 @@ _authctl() {
                 ;;
             authctl__subcmd__help__subcmd__user,set-password)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__set__subcmd__password"
+                ;;
+            authctl__subcmd__keys,help)
+                cmd="authctl__subcmd__keys__subcmd__help"
+                ;;
+            authctl__subcmd__keys,list)
+                cmd="authctl__subcmd__keys__subcmd__list"
+                ;;
+            authctl__subcmd__keys,retire)
+                cmd="authctl__subcmd__keys__subcmd__retire"
+                ;;
+            authctl__subcmd__keys,rotate)
+                cmd="authctl__subcmd__keys__subcmd__rotate"
+                ;;
+            authctl__subcmd__keys__subcmd__help,help)
+                cmd="authctl__subcmd__keys__subcmd__help__subcmd__help"
+                ;;
+            authctl__subcmd__keys__subcmd__help,list)
+                cmd="authctl__subcmd__keys__subcmd__help__subcmd__list"
+                ;;
+            authctl__subcmd__keys__subcmd__help,retire)
+                cmd="authctl__subcmd__keys__subcmd__help__subcmd__retire"
+                ;;
+            authctl__subcmd__keys__subcmd__help,rotate)
+                cmd="authctl__subcmd__keys__subcmd__help__subcmd__rotate"
                 ;;
             authctl__subcmd__token,help)
                 cmd="authctl__subcmd__token__subcmd__help"
@@ -170,7 +209,7 @@ _authctl() {
 
     case "${cmd}" in
         authctl)
-            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token health completions openapi generate-assets help"
+            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token health keys completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -306,7 +345,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help)
-            opts="serve migrate user token health completions openapi generate-assets help"
+            opts="serve migrate user token health keys completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -364,6 +403,62 @@ _authctl() {
         authctl__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__keys)
+            opts="list rotate retire"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__keys__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__keys__subcmd__retire)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__keys__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -564,6 +659,212 @@ _authctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys)
+            opts="-h --config --database-url --log-level --log-format --help list rotate retire help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__help)
+            opts="list rotate retire help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__help__subcmd__retire)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__help__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__list)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__retire)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__keys__subcmd__rotate)
+            opts="-h --algorithm --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --algorithm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

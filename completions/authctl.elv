@@ -31,6 +31,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+            cand keys 'List, rotate and retire the signing keys'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -219,6 +220,60 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'authctl;keys'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List the signing keys: kid, algorithm, state (current, previous, retired)'
+            cand rotate 'Make a new current signing key; the previous one verifies until its tokens expire'
+            cand retire 'Stop trusting a key now (a leaked key): its tokens are refused at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;keys;list'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;keys;rotate'= {
+            cand --algorithm 'Algorithm of the new key (HS256, HS384, HS512, EdDSA, ES256) [default: the configured ALGORITHM]'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;keys;retire'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;keys;help'= {
+            cand list 'List the signing keys: kid, algorithm, state (current, previous, retired)'
+            cand rotate 'Make a new current signing key; the previous one verifies until its tokens expire'
+            cand retire 'Stop trusting a key now (a leaked key): its tokens are refused at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;keys;help;list'= {
+        }
+        &'authctl;keys;help;rotate'= {
+        }
+        &'authctl;keys;help;retire'= {
+        }
+        &'authctl;keys;help;help'= {
+        }
         &'authctl;completions'= {
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -250,6 +305,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+            cand keys 'List, rotate and retire the signing keys'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -291,6 +347,17 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;token;prune'= {
         }
         &'authctl;help;health'= {
+        }
+        &'authctl;help;keys'= {
+            cand list 'List the signing keys: kid, algorithm, state (current, previous, retired)'
+            cand rotate 'Make a new current signing key; the previous one verifies until its tokens expire'
+            cand retire 'Stop trusting a key now (a leaked key): its tokens are refused at once'
+        }
+        &'authctl;help;keys;list'= {
+        }
+        &'authctl;help;keys;rotate'= {
+        }
+        &'authctl;help;keys;retire'= {
         }
         &'authctl;help;completions'= {
         }

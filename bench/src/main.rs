@@ -12,6 +12,7 @@
 //! ```text
 //! cargo run --release -p authctl-bench                  # both backends, ~2.5 min
 //! cargo run --release -p authctl-bench -- --backend sqlite --only me,liveness
+//! cargo run --release -p authctl-bench -- --backend sqlite --only me,login --algorithm EdDSA
 //! cargo run -p authctl-bench -- --smoke                 # CI: ~1 s per scenario, bcrypt cost 4
 //! ```
 //!

@@ -42,6 +42,10 @@ pub struct Args {
     /// liveness-under-login, register, refresh) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
+    /// The server's ALGORITHM: HS256 signs with the fixed test key; EdDSA or ES256 with a
+    /// key the server generates in its database (tokens carry `kid`) [default: HS256]
+    #[arg(long, value_name = "ALG", value_parser = ["HS256", "HS384", "HS512", "EdDSA", "ES256"])]
+    algorithm: Option<String>,
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     server_env: Vec<(String, String)>,
@@ -170,7 +174,13 @@ impl Plan {
             startup_runs: if smoke { 2 } else { 5 },
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             client_threads: args.client_threads.max(1),
-            server_env: args.server_env,
+            // As server environment, so the table's heading names it too.
+            server_env: args
+                .algorithm
+                .map(|alg| ("ALGORITHM".to_owned(), alg))
+                .into_iter()
+                .chain(args.server_env)
+                .collect(),
             scenarios: if args.only.is_empty() {
                 Scenario::value_variants().to_vec()
             } else {
@@ -208,6 +218,21 @@ mod tests {
         assert_eq!(p.measure, Duration::from_secs(1));
         assert_eq!(p.scenarios.len(), 7);
         assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
+    }
+
+    #[test]
+    fn algorithm_becomes_the_servers_algorithm_setting() {
+        let p =
+            plan(&["--algorithm", "EdDSA", "--server-env", "DB_POOL_MAX_CONN=4"]).expect("plan");
+        assert_eq!(
+            p.server_env,
+            vec![
+                ("ALGORITHM".to_owned(), "EdDSA".to_owned()),
+                ("DB_POOL_MAX_CONN".to_owned(), "4".to_owned())
+            ]
+        );
+        assert!(plan(&["--algorithm", "RS256"]).is_err());
+        assert!(plan(&[]).expect("plan").server_env.is_empty());
     }
 
     #[test]

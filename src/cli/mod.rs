@@ -2,6 +2,7 @@
 //! parse → service → print over the same core that `serve` uses.
 
 mod health;
+mod keys;
 mod ops;
 mod output;
 mod token;
@@ -67,6 +68,9 @@ pub enum Command {
     Token(TokenCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
+    /// List, rotate and retire the signing keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the OpenAPI document (no server needed)
@@ -200,6 +204,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Health(args) => Ok(health::run(&settings, &args).await),
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
+        Command::Keys(cmd) => keys::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }

@@ -49,6 +49,9 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
         }
     } else {
         let applied = store.migrate().await?;
+        // The first signing key and the grace secret, so that tokens can be signed by
+        // servers started with --no-migrate and verified by the CLI.
+        crate::service::keys::provision(store.as_ref(), &settings.auth).await?;
         match args.output {
             OutputFormat::Json => output::print_json(&serde_json::json!({ "applied": applied })),
             OutputFormat::Table if applied.is_empty() => println!("database is up to date"),

@@ -183,12 +183,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    // EdDSA and ES256 are spelled as in JOSE (RFC 8037 / RFC 7518); accepted in any case.
     match s.trim().to_ascii_uppercase().as_str() {
         "HS256" => Ok(Algorithm::HS256),
         "HS384" => Ok(Algorithm::HS384),
         "HS512" => Ok(Algorithm::HS512),
+        "EDDSA" => Ok(Algorithm::EdDSA),
+        "ES256" => Ok(Algorithm::ES256),
         other => Err(format!(
-            "is '{other}'; authctl signs with an HMAC key: HS256, HS384 or HS512"
+            "is '{other}'; authctl signs with HS256, HS384, HS512, EdDSA or ES256"
         )),
     }
 }

@@ -30,6 +30,7 @@ pub struct Deleted {
     pub tokens: u64,
     pub families: u64,
     pub rate_limits: u64,
+    pub keys: u64,
 }
 
 /// Runs housekeeping whenever this replica is the housekeeper, until aborted.
@@ -73,6 +74,7 @@ pub async fn run(service: Arc<AuthService>) {
                 tokens = deleted.tokens,
                 families = deleted.families,
                 rate_limits = deleted.rate_limits,
+                keys = deleted.keys,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "housekeeping ran on this replica"
             ),
@@ -81,6 +83,7 @@ pub async fn run(service: Arc<AuthService>) {
                 tokens = deleted.tokens,
                 families = deleted.families,
                 rate_limits = deleted.rate_limits,
+                keys = deleted.keys,
                 error = %e,
                 "housekeeping ran on this replica and failed part way"
             ),
@@ -100,7 +103,8 @@ pub async fn run_once(service: &AuthService) -> Result<Deleted, (Deleted, crate:
         .rate_limit_prune()
         .await
         .map_err(|e| (deleted, e))?;
-    // Signing-key clean-up and audit retention add their deletions here.
+    deleted.keys = service.prune_keys().await.map_err(|e| (deleted, e))?;
+    // Audit retention adds its deletions here.
     Ok(deleted)
 }
 

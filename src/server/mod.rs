@@ -203,6 +203,7 @@ async fn start_up(
             } else if !store.schema_is_current().await? {
                 return Err(Error::schema_not_current());
             }
+            crate::service::keys::provision(store.as_ref(), &settings.auth).await?;
             AuthService::new(store.clone(), &settings.auth).await
         };
         match attempt.await {
@@ -219,15 +220,23 @@ async fn start_up(
 }
 
 /// Periodic work: housekeeping (on one replica at a time, see [`housekeeping`]), and
-/// this process's own: forget idle rate-limit clients, give idle held connections
-/// back to the pool.
+/// this process's own: pick up key changes made by another server or the CLI, forget
+/// idle rate-limit clients, give idle held connections back to the pool.
 async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
     let housekeeping = housekeeping::run(service.clone());
     tokio::pin!(housekeeping);
     let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
+    let mut keys = tokio::time::interval(crate::service::keys::KEY_POLL_EVERY);
+    keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut housekeeping => {}
+            // A rotation or retirement made by another server or the CLI.
+            _ = keys.tick() => {
+                if let Err(e) = service.reload_keys().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
+            }
             _ = sweep.tick() => {
                 state.limits.forget_idle_clients();
                 service.store().release_idle();

@@ -12,11 +12,13 @@
 //! violation.
 //!
 //! - this file: users, logins, tokens, inspection, health;
+//! - [`keys`]: signing keys (SPEC §9): load, rotate, retire, reload;
 //! - `metrics.rs`: what is counted for `/metrics`, and how the server's metrics are
 //!   plugged in;
 //! - [`sessions`]: how long a session may live and when a replayed refresh token may
 //!   still get its successor (grace mode).
 
+pub mod keys;
 mod metrics;
 mod sessions;
 
@@ -32,12 +34,9 @@ use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
+use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
-use crate::tokens::{JwtKeys, RefreshToken};
-
-/// The settings row that holds a generated signing key.
-const KEY_SETTING: &str = "jwt_secret_key";
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -92,32 +91,26 @@ pub struct Inspection {
 pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: Hasher,
-    jwt: JwtKeys,
-    key: SecretKey,
+    keys: keys::LoadedKeys,
+    /// Keys grace-mode successors (SPEC §5), not the signing key: survives rotations.
+    grace: SecretKey,
     settings: AuthSettings,
     metrics: Metrics,
 }
 
 impl AuthService {
-    /// Builds the service on a migrated store: resolves the signing key (configured,
-    /// or generated once and kept in the database) and prepares the hashing pool.
+    /// Builds the service on a migrated store: loads the signing keys (configured, or
+    /// those in the database; [`keys::provision`] creates them) and prepares the
+    /// hashing pool. Creates nothing, so read-only commands may use it.
     pub async fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Result<Self> {
-        let key = match &settings.secret_key {
-            Some(key) => key.clone(),
-            None => resolve_stored_key(store.as_ref()).await?,
-        };
+        let keys = keys::LoadedKeys::load(store.as_ref(), settings).await?;
+        let grace = keys::grace_secret(store.as_ref()).await?;
         let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
-        let jwt = JwtKeys::new(
-            &key,
-            settings.algorithm,
-            &settings.issuer,
-            settings.access_token_ttl,
-        );
         Ok(AuthService {
             store,
             hasher,
-            jwt,
-            key,
+            keys,
+            grace,
             settings: settings.clone(),
             metrics: Metrics::new(),
         })
@@ -281,15 +274,32 @@ impl AuthService {
 
     /// The user behind an access token, if its session is alive and the user active.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let claims = self.jwt.verify(access_token).map_err(|f| match f {
+        let mut verified = self.jwt().verify(access_token);
+        if let Err(JwtFailure::UnknownKid(kid)) = &verified {
+            // Perhaps a rotation made elsewhere that the poll has not brought yet.
+            if self.reload_for_unknown_kid(kid).await? {
+                verified = self.jwt().verify(access_token);
+            }
+        }
+        let (claims, kid) = verified.map_err(|f| match f {
             JwtFailure::Expired => Error::InvalidToken("access token expired"),
-            JwtFailure::Invalid => Error::InvalidToken("access token invalid"),
+            JwtFailure::Invalid | JwtFailure::UnknownKid(_) => {
+                Error::InvalidToken("access token invalid")
+            }
         })?;
         let session = self
             .store
-            .session_user(claims.user_id()?, claims.family_id()?)
+            .session_user(claims.user_id()?, claims.family_id()?, kid.as_deref())
             .await?
             .ok_or(Error::InvalidToken("session not found"))?;
+        if session.key_retired {
+            // If this process still signs with that key, pick up its successor now
+            // rather than at the next poll.
+            if self.jwt().current_kid() == kid.as_deref() {
+                self.reload_if_allowed().await?;
+            }
+            return Err(Error::InvalidToken("signing key retired"));
+        }
         if session.family_revoked_at.is_some() {
             return Err(Error::InvalidToken("session revoked"));
         }
@@ -308,7 +318,7 @@ impl AuthService {
         let token = RefreshToken::parse(raw.trim())
             .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let digest = token.digest();
-        let successor = token.successor(&self.key);
+        let successor = token.successor(&self.grace);
         let now = Utc::now();
 
         let mut tx = self.store.begin_rotation().await?;
@@ -411,7 +421,7 @@ impl AuthService {
         let token = token.trim();
         if jwt::looks_like_jwt(token) {
             let claims = self
-                .jwt
+                .jwt()
                 .verify_ignoring_expiry(token)
                 .map_err(|_| Error::InvalidToken("not signed by this server's key"))?;
             return claims.family_id();
@@ -460,7 +470,7 @@ impl AuthService {
         let token = token.trim();
         let now = Utc::now();
         if jwt::looks_like_jwt(token) {
-            let claims = self.jwt.verify_ignoring_expiry(token).map_err(|_| {
+            let claims = self.jwt().verify_ignoring_expiry(token).map_err(|_| {
                 Error::InvalidToken("not a valid token signed by this server's key")
             })?;
             let family = claims.family_id()?;
@@ -529,11 +539,12 @@ impl AuthService {
         refresh: RefreshToken,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let jwt = self.jwt();
         Ok(TokenPair {
-            access_token: self.jwt.issue(user, family, now)?,
+            access_token: jwt.issue(user, family, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
-            expires_in: self.jwt.ttl().as_secs(),
+            expires_in: jwt.ttl().as_secs(),
         })
     }
 }
@@ -549,20 +560,4 @@ pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> 
             timeout.as_millis()
         ))),
     }
-}
-
-async fn resolve_stored_key(store: &dyn Store) -> Result<SecretKey> {
-    let fresh = SecretKey::generate();
-    let stored = store
-        .setting_get_or_insert(KEY_SETTING, fresh.expose_str())
-        .await?;
-    if stored == fresh.expose_str() {
-        tracing::warn!(
-            backend = store.backend(),
-            "no SECRET_KEY configured: generated a signing key and stored it in the database \
-             (table `settings`, name `{KEY_SETTING}`); set SECRET_KEY to manage the key yourself"
-        );
-    }
-    SecretKey::parse(&stored)
-        .map_err(|e| Error::config(format!("the signing key stored in the database {e}")))
 }

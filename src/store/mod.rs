@@ -20,6 +20,8 @@ pub mod pool_stats;
 mod sql;
 #[macro_use]
 pub mod rate_limit;
+#[macro_use]
+pub mod keys;
 pub mod locks;
 pub mod postgres;
 pub mod sqlite;
@@ -92,6 +94,9 @@ pub struct SessionUser {
     #[sqlx(flatten)]
     pub user: User,
     pub family_revoked_at: Option<DateTime<Utc>>,
+    /// Whether the token's signing key was retired (checked in the same query, so a
+    /// `keys retire` on another process refuses its tokens at once).
+    pub key_retired: bool,
 }
 
 /// A migration embedded in the binary and whether it is applied.
@@ -117,7 +122,7 @@ pub struct PruneReport {
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
 pub trait Store:
-    rate_limit::RateLimitStore + locks::Locks + PoolStats + Send + Sync + 'static
+    rate_limit::RateLimitStore + locks::Locks + PoolStats + keys::KeyStore + Send + Sync + 'static
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
@@ -166,7 +171,13 @@ pub trait Store:
     ) -> Result<bool>;
     async fn find_refresh(&self, digest: &TokenDigest) -> Result<Option<RefreshRecord>>;
     async fn find_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>>;
-    async fn session_user(&self, user: UserId, family: FamilyId) -> Result<Option<SessionUser>>;
+    /// The user and session of an access token; `kid` is the token's signing key.
+    async fn session_user(
+        &self,
+        user: UserId,
+        family: FamilyId,
+        kid: Option<&str>,
+    ) -> Result<Option<SessionUser>>;
     /// Revokes a family if it is alive; returns whether it exists.
     async fn revoke_family(
         &self,

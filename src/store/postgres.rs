@@ -61,3 +61,4 @@ sql_store!(
 );
 rate_limit_store!(PgStore, "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT");
 pool_stats!(PgStore);
+keys_store!(PgStore, begin);

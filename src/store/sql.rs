@@ -319,15 +319,19 @@ macro_rules! sql_store {
                 &self,
                 user: $crate::domain::UserId,
                 family: $crate::domain::FamilyId,
+                kid: Option<&str>,
             ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
                 let query = || {
                     sqlx::query_as(
                         "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
-                         f.revoked_at AS family_revoked_at FROM token_families f \
+                         f.revoked_at AS family_revoked_at, \
+                         EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
+                         AND k.state = 'retired') AS key_retired FROM token_families f \
                          JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
                     )
                     .bind(family)
                     .bind(user)
+                    .bind(kid)
                 };
                 // A held connection (see `ReadLane`); the pool when the lane is off.
                 if let Some((_turn, mut held)) = self.lane.take(&self.pool).await? {

@@ -62,3 +62,4 @@ rate_limit_store!(
     "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 );
 pool_stats!(SqliteStore);
+keys_store!(SqliteStore, begin_immediate);

@@ -1,5 +1,6 @@
-//! Access tokens: HMAC-signed JWTs with `sub`, `iat`, `exp`, `jti`, `iss` and `sid`
-//! (the refresh family). Validation pins the configured algorithm, requires every
+//! Access tokens: JWTs with `sub`, `iat`, `exp`, `jti`, `iss` and `sid` (the refresh
+//! family), signed with HMAC (HS*) or an asymmetric key (EdDSA/ES256, see
+//! [`super::signing`]). Validation pins each key's own algorithm, requires every
 //! claim, checks the issuer and allows at most [`LEEWAY_SECS`] of clock skew.
 
 use std::time::Duration;
@@ -9,7 +10,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use std::collections::HashMap;
+
 use super::keys::SecretKey;
+use super::signing::{Jwks, KeyAlgorithm, KeyError, SigningKeyPair};
 use crate::domain::{FamilyId, UserId};
 use crate::error::{Error, Result};
 
@@ -48,43 +52,194 @@ impl AccessClaims {
     }
 }
 
-/// Why a JWT was refused, for `token inspect`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a JWT was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtFailure {
     Expired,
     Invalid,
+    /// Signed with a `kid` this set does not hold (yet): the caller may reload the keys
+    /// from the database and try once more (see [`super::signing::ReloadGate`]).
+    UnknownKid(String),
 }
 
-pub struct JwtKeys {
-    encoding: EncodingKey,
+/// A key as the `signing_keys` table keeps it, borrowed for [`JwtKeys::from_stored`].
+pub struct StoredKey<'a> {
+    pub kid: &'a str,
+    pub alg: Algorithm,
+    /// PKCS#8 DER (EdDSA/ES256) or the raw HMAC secret.
+    pub private_key: &'a [u8],
+    /// Whether this key signs (the rest only verify).
+    pub current: bool,
+}
+
+/// The key that signs new tokens.
+enum Signer {
+    /// An HMAC key; `kid` is `None` only for a key given by `SECRET_KEY`.
+    Hmac {
+        kid: Option<String>,
+        alg: Algorithm,
+        encoding: EncodingKey,
+    },
+    Pair(Box<SigningKeyPair>),
+}
+
+struct Verifier {
     decoding: DecodingKey,
     validation: Validation,
-    algorithm: Algorithm,
+}
+
+/// The keys this process signs and verifies access tokens with: either the one HMAC
+/// key from `SECRET_KEY` (tokens without `kid`, as before issue 13), or the set loaded
+/// from the `signing_keys` table (the current key signs, and its tokens carry `kid`;
+/// previous keys verify). Immutable: a reload builds a new one.
+pub struct JwtKeys {
+    signer: Option<Signer>,
+    /// By `kid`; the entry under `None` verifies tokens without a `kid`.
+    verifiers: HashMap<Option<String>, Verifier>,
+    jwks: Jwks,
     issuer: String,
     ttl: Duration,
 }
 
+fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
+    // Pinned to the key's own algorithm: no `none`, no switching (alg confusion).
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_exp = true;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.set_issuer(&[issuer]);
+    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+    validation
+}
+
+/// The `kid` under which the HMAC key that `settings.jwt_secret_key` held before issue
+/// 13 is imported: tokens it signed carry no `kid`, so kid-less tokens verify with it.
+pub const LEGACY_HMAC_KID: &str = "legacy-jwt-secret-key";
+
 impl JwtKeys {
+    /// The static set of a key given by `SECRET_KEY`: signs without `kid`.
     pub fn new(key: &SecretKey, algorithm: Algorithm, issuer: &str, ttl: Duration) -> Self {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        let mut verifiers = HashMap::new();
+        verifiers.insert(
+            None,
+            Verifier {
+                decoding: DecodingKey::from_secret(key.expose()),
+                validation: validation(algorithm, issuer),
+            },
+        );
         JwtKeys {
-            encoding: EncodingKey::from_secret(key.expose()),
-            decoding: DecodingKey::from_secret(key.expose()),
-            validation,
-            algorithm,
+            signer: Some(Signer::Hmac {
+                kid: None,
+                alg: algorithm,
+                encoding: EncodingKey::from_secret(key.expose()),
+            }),
+            verifiers,
+            jwks: Jwks { keys: Vec::new() },
             issuer: issuer.to_owned(),
             ttl,
         }
     }
 
+    /// The set loaded from the database. Without a current key (a read-only command on
+    /// a database no server has started on) it verifies but cannot sign.
+    pub fn from_stored<'a>(
+        keys: impl IntoIterator<Item = StoredKey<'a>>,
+        issuer: &str,
+        ttl: Duration,
+    ) -> Result<Self> {
+        let mut signer = None;
+        let mut verifiers = HashMap::new();
+        let mut public = Vec::new();
+        for key in keys {
+            let pinned = validation(key.alg, issuer);
+            if let Ok(asymmetric) = KeyAlgorithm::try_from(key.alg) {
+                let pair = SigningKeyPair::from_pkcs8_der(asymmetric, key.private_key)
+                    .map_err(|e| key_error(e, key.kid))?;
+                let decoding = pair
+                    .public_jwk()
+                    .decoding_key()
+                    .map_err(|e| key_error(e, key.kid))?;
+                public.push(pair.public_jwk().clone());
+                // The kid is recomputed from the key, so a row cannot claim another's.
+                verifiers.insert(
+                    Some(pair.kid().to_owned()),
+                    Verifier {
+                        decoding,
+                        validation: pinned,
+                    },
+                );
+                if key.current {
+                    signer = Some(Signer::Pair(Box::new(pair)));
+                }
+            } else {
+                let kid = key.kid.to_owned();
+                if kid == LEGACY_HMAC_KID {
+                    verifiers.insert(
+                        None,
+                        Verifier {
+                            decoding: DecodingKey::from_secret(key.private_key),
+                            validation: pinned.clone(),
+                        },
+                    );
+                }
+                verifiers.insert(
+                    Some(kid.clone()),
+                    Verifier {
+                        decoding: DecodingKey::from_secret(key.private_key),
+                        validation: pinned,
+                    },
+                );
+                if key.current {
+                    signer = Some(Signer::Hmac {
+                        kid: Some(kid),
+                        alg: key.alg,
+                        encoding: EncodingKey::from_secret(key.private_key),
+                    });
+                }
+            }
+        }
+        // The current key first, then the others by kid: a stable document.
+        let current_kid = match &signer {
+            Some(Signer::Pair(pair)) => Some(pair.kid().to_owned()),
+            _ => None,
+        };
+        public.sort_by_key(|jwk| {
+            (
+                Some(jwk.kid()) != current_kid.as_deref(),
+                jwk.kid().to_owned(),
+            )
+        });
+        Ok(JwtKeys {
+            signer,
+            verifiers,
+            jwks: Jwks { keys: public },
+            issuer: issuer.to_owned(),
+            ttl,
+        })
+    }
+
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The public keys of every asymmetric key that verifies (never an HMAC key).
+    pub fn jwks(&self) -> &Jwks {
+        &self.jwks
+    }
+
+    /// The `kid` new tokens carry (`None` for a `SECRET_KEY` key or no key).
+    pub fn current_kid(&self) -> Option<&str> {
+        match &self.signer {
+            Some(Signer::Hmac { kid, .. }) => kid.as_deref(),
+            Some(Signer::Pair(pair)) => Some(pair.kid()),
+            None => None,
+        }
+    }
+
+    /// Whether a token with this `kid` (or none) would find its key here.
+    pub fn holds(&self, kid: Option<&str>) -> bool {
+        self.verifiers.contains_key(&kid.map(str::to_owned))
     }
 
     /// Signs a new access token for `user` in session `family`.
@@ -98,14 +253,27 @@ impl JwtKeys {
             iss: self.issuer.clone(),
             sid: family.0.to_string(),
         };
-        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
-            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("signing an access token")))
+        let signed = match &self.signer {
+            Some(Signer::Hmac { kid, alg, encoding }) => {
+                let mut header = Header::new(*alg);
+                header.kid = kid.clone();
+                jsonwebtoken::encode(&header, &claims, encoding).map_err(anyhow::Error::new)
+            }
+            Some(Signer::Pair(pair)) => pair.sign(&claims).map_err(anyhow::Error::new),
+            None => Err(anyhow::anyhow!(
+                "no signing key in the database yet; start `authctl serve` or run `authctl migrate` once"
+            )),
+        };
+        signed.map_err(|e| Error::Internal(e.context("signing an access token")))
     }
 
-    /// Verifies signature, algorithm, issuer and expiry.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, JwtFailure> {
-        match jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
+    /// Verifies signature, algorithm (the key's own), issuer and expiry. Returns the
+    /// claims and the token's `kid`.
+    pub fn verify(&self, token: &str) -> Result<(AccessClaims, Option<String>), JwtFailure> {
+        let (verifier, kid) = self.verifier_for(token)?;
+        match jsonwebtoken::decode::<AccessClaims>(token, &verifier.decoding, &verifier.validation)
+        {
+            Ok(data) => Ok((data.claims, kid)),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(JwtFailure::Expired),
             Err(_) => Err(JwtFailure::Invalid),
         }
@@ -114,12 +282,30 @@ impl JwtKeys {
     /// Decodes the claims of a token whose signature is valid but that may have expired
     /// (for `token inspect`, which shows expired tokens' claims).
     pub fn verify_ignoring_expiry(&self, token: &str) -> Result<AccessClaims, JwtFailure> {
-        let mut validation = self.validation.clone();
+        let (verifier, _) = self.verifier_for(token)?;
+        let mut validation = verifier.validation.clone();
         validation.validate_exp = false;
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &validation)
+        jsonwebtoken::decode::<AccessClaims>(token, &verifier.decoding, &validation)
             .map(|d| d.claims)
             .map_err(|_| JwtFailure::Invalid)
     }
+
+    fn verifier_for(&self, token: &str) -> Result<(&Verifier, Option<String>), JwtFailure> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtFailure::Invalid)?;
+        match self.verifiers.get(&header.kid) {
+            Some(v) => Ok((v, header.kid)),
+            // Bounded, so a forged header cannot make every request reload the keys
+            // with a different garbage kid beyond what the reload gate allows anyway.
+            None => match header.kid {
+                Some(kid) if kid.len() <= 64 => Err(JwtFailure::UnknownKid(kid)),
+                _ => Err(JwtFailure::Invalid),
+            },
+        }
+    }
+}
+
+fn key_error(e: KeyError, kid: &str) -> Error {
+    Error::Internal(anyhow::Error::new(e).context(format!("loading signing key {kid}")))
 }
 
 /// Whether a string has the shape of a JWT (three dot-separated parts).
@@ -142,7 +328,8 @@ mod tests {
         let k = keys();
         let fam = FamilyId::new();
         let t = k.issue(UserId(7), fam, Utc::now()).unwrap();
-        let c = k.verify(&t).unwrap();
+        let (c, kid) = k.verify(&t).unwrap();
+        assert_eq!(kid, None);
         assert_eq!(c.user_id().unwrap(), UserId(7));
         assert_eq!(c.family_id().unwrap(), fam);
         assert_eq!(c.iss, "authctl");

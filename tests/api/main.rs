@@ -9,6 +9,7 @@ mod cors;
 mod credentials;
 mod edge;
 mod health;
+mod keys;
 mod me;
 mod metrics;
 mod no_store;

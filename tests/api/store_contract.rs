@@ -192,7 +192,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
         (family, alice.id, None)
     );
     let session = store
-        .session_user(alice.id, family)
+        .session_user(alice.id, family, None)
         .await
         .expect("session user")
         .expect("live session");
@@ -200,7 +200,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
     assert_eq!(session.family_revoked_at, None);
     assert!(
         store
-            .session_user(bob.id, family)
+            .session_user(bob.id, family, None)
             .await
             .expect("someone else's session")
             .is_none()
@@ -263,7 +263,7 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
         .expect("second");
     assert_eq!(revoked.family_revoked_at, Some(now));
     let session = store
-        .session_user(alice.id, family)
+        .session_user(alice.id, family, None)
         .await
         .expect("session user")
         .expect("the row is still there");

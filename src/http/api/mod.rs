@@ -8,12 +8,14 @@
 //! - [`refresh`]: `POST /api/v1/auth/refresh` (and the body `/revoke` shares);
 //! - [`revoke`]: `POST /api/v1/auth/revoke`;
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
+//! - [`jwks`]: `GET /.well-known/jwks.json`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
 //!
 //! A new endpoint is a new file here, a line in [`routes`], and its handler (and body
 //! type) named in the document's `paths(...)` (and `schemas(...)`) in `docs`.
 
 pub mod health;
+pub mod jwks;
 pub mod me;
 pub mod refresh;
 pub mod register;
@@ -41,6 +43,8 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(revoke::route(state))
         .unify()
         .or(health::routes(state))
+        .unify()
+        .or(jwks::route(state))
         .unify()
         .boxed()
 }

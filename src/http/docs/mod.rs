@@ -57,6 +57,7 @@ pub const BEARER_SCHEME: &str = "bearer";
         api::health::liveness,
         api::health::readiness,
         api::health::startup,
+        api::jwks::jwks,
         openapi_document,
         viewers::swagger_ui,
         viewers::redoc,
@@ -69,6 +70,7 @@ pub const BEARER_SCHEME: &str = "bearer";
             UserResponse,
             TokenPair,
             Health,
+            api::jwks::JwkSet,
             Problem,
             FieldError
         ),
