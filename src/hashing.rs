@@ -15,9 +15,6 @@ use tokio::sync::Semaphore;
 use crate::domain::Password;
 use crate::error::{Error, Result};
 
-/// `auth.hash_queue_timeout`'s default: the longest wait for a hashing slot.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[derive(Clone)]
 pub struct Hasher {
     cost: u32,

@@ -85,7 +85,7 @@ impl AuthService {
             Some(key) => key.clone(),
             None => resolve_stored_key(store.as_ref()).await?,
         };
-        let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
+        let hasher = Hasher::new(settings.bcrypt_cost, settings.hash_queue_timeout)?;
         let jwt = JwtKeys::new(
             &key,
             settings.algorithm,

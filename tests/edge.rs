@@ -36,16 +36,11 @@ async fn edge_app(
     authctl::install_crypto_provider();
     let db = TestDb::new(backend).await;
     let mut settings = support::test_settings(&db.url);
+    settings.edge = limits;
     tweak(&mut settings);
-    let running = server::spawn(
-        settings,
-        ServeOptions {
-            edge: limits,
-            ..ServeOptions::default()
-        },
-    )
-    .await
-    .expect("server starts");
+    let running = server::spawn(settings, ServeOptions::default())
+        .await
+        .expect("server starts");
     wait_ready(&format!("http://{}", running.addr)).await;
     (db, running)
 }

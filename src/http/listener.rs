@@ -40,28 +40,8 @@ use warp::reply::Response;
 
 use super::problem;
 
-/// The five bounds of the edge (SPEC §8: `server.header_timeout`, `body_timeout`,
-/// `idle_timeout`, `max_connections`, `shutdown_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EdgeLimits {
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for EdgeLimits {
-    fn default() -> Self {
-        EdgeLimits {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-            shutdown_timeout: Duration::from_secs(8),
-        }
-    }
-}
+/// The five bounds of the edge, read from `[server]` in the configuration.
+pub use crate::config::EdgeLimits;
 
 /// The socket peer of a request, put in its extensions by [`serve`] (warp's own
 /// `warp::addr::remote()` only works under warp's server).
