@@ -55,7 +55,9 @@ pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = I
     let inner = middleware::with_cors(routes, state.cors())
         .recover(rejection::handle)
         .unify();
-    middleware::observed(inner)
+    // A request whose body timed out comes back body-less for its 408 (see
+    // `listener`): answered first, inside the headers and the log line.
+    middleware::observed(listener::body_timed_out().or(inner).unify())
 }
 
 /// Serves `state` on `listener` within `limits` until `shutdown` resolves, then
