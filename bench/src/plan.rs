@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, login,
-    /// liveness-under-login, register, refresh) [default: all]
+    /// liveness-under-login, login-flood, register, refresh) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
@@ -64,6 +64,8 @@ pub enum Scenario {
     Login,
     /// paced liveness and /me probes while 8 connections log in
     LivenessUnderLogin,
+    /// paced liveness probes while 200 connections log in at once: prompt 503s, RSS
+    LoginFlood,
     /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
     Register,
     /// concurrent refresh-token rotation chains
@@ -78,6 +80,7 @@ impl Scenario {
             Scenario::Me => "me",
             Scenario::Login => "login",
             Scenario::LivenessUnderLogin => "liveness-under-login",
+            Scenario::LoginFlood => "login-flood",
             Scenario::Register => "register",
             Scenario::Refresh => "refresh",
         }
@@ -202,7 +205,7 @@ mod tests {
         let p = plan(&["--smoke"]).expect("plan");
         assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
         assert_eq!(p.measure, Duration::from_secs(1));
-        assert_eq!(p.scenarios.len(), 6);
+        assert_eq!(p.scenarios.len(), 7);
         assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
     }
 
