@@ -436,7 +436,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 
 /// The request body, noting when it has been received in full; empty for the 408's
 /// replay.
-pub struct TimedBody {
+struct TimedBody {
     inner: Option<Incoming>,
     received: Arc<AtomicBool>,
 }

@@ -13,7 +13,8 @@
 //! - [`rate_limit`]: per-IP governor limits;
 //! - [`problem`]: errors as `application/problem+json`;
 //! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
-//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain);
+//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain), and
+//!   the 408 for a body that did not arrive in time;
 //! - [`state`]: [`AppState`], what every request shares (its own file, so that no
 //!   file below imports this map).
 //!
