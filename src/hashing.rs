@@ -19,9 +19,6 @@ use crate::domain::Password;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
-/// `auth.hash_queue_timeout`'s default: the longest wait for a hashing slot.
-pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[derive(Clone)]
 pub struct Hasher {
     cost: u32,

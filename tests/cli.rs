@@ -575,15 +575,10 @@ async fn health_reports_running_stopped_and_not_ready_servers(backend: Backend) 
     let db = TestDb::new(&backend).await;
     let mut settings = support::test_settings(&db.url);
     settings.log_level = "warn".into();
-    let running = authctl::server::spawn(
-        settings,
-        authctl::server::ServeOptions {
-            migrate: false,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let running =
+        authctl::server::spawn(settings, authctl::server::ServeOptions { migrate: false })
+            .await
+            .unwrap();
     let base = format!("http://{}", running.addr);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     authctl("sqlite://unused.db")

@@ -36,16 +36,11 @@ async fn edge_app(
     authctl::install_crypto_provider();
     let db = TestDb::new(backend).await;
     let mut settings = support::test_settings(&db.url);
+    settings.edge = limits;
     tweak(&mut settings);
-    let running = server::spawn(
-        settings,
-        ServeOptions {
-            edge: limits,
-            ..ServeOptions::default()
-        },
-    )
-    .await
-    .expect("server starts");
+    let running = server::spawn(settings, ServeOptions::default())
+        .await
+        .expect("server starts");
     wait_ready(&format!("http://{}", running.addr)).await;
     (db, running)
 }
@@ -111,6 +106,11 @@ async fn read_response(stream: &mut TcpStream, within: Duration) -> String {
 
 const LIVENESS: &[u8] = b"GET /health/liveness HTTP/1.1\r\nHost: edge\r\n\r\n";
 
+/// A registration whose body stops after 9 of its 100 bytes.
+const SLOW_BODY: &[u8] = b"POST /api/v1/auth/register HTTP/1.1\r\nHost: edge\r\n\
+    Content-Type: application/json\r\nX-Request-Id: slow-body-1\r\n\
+    Content-Length: 100\r\n\r\n{\"email\":";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_stalls_in_its_headers_is_closed_after_the_header_timeout() {
     let (_db, running) = edge_app(&Backend::Sqlite, short_limits(), |_| {}).await;
@@ -133,21 +133,24 @@ async fn a_connection_that_stalls_in_its_headers_is_closed_after_the_header_time
 async fn a_body_that_stalls_gets_a_408_problem_and_the_connection_is_closed() {
     let (_db, running) = edge_app(&Backend::Sqlite, short_limits(), |_| {}).await;
     let mut s = TcpStream::connect(running.addr).await.unwrap();
-    s.write_all(
-        b"POST /api/v1/auth/register HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n\
-          Content-Length: 100\r\n\r\n{\"email\":",
-    )
-    .await
-    .unwrap();
+    s.write_all(SLOW_BODY).await.unwrap();
     let started = Instant::now();
     let (got, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(
-        text.to_ascii_lowercase()
-            .contains("content-type: application/problem+json"),
-        "{text}"
-    );
+    let head = text.to_ascii_lowercase();
+    // Shaped like every other response: a problem body, the security headers, the
+    // client's request id echoed.
+    for header in [
+        "content-type: application/problem+json",
+        "x-content-type-options: nosniff",
+        "x-frame-options: deny",
+        "referrer-policy: no-referrer",
+        "x-request-id: slow-body-1",
+        "connection: close",
+    ] {
+        assert!(head.contains(header), "no {header:?} in {text}");
+    }
     assert!(text.contains("\"status\":408"), "{text}");
     assert!(closed, "the connection stayed open after the 408");
     assert!(
@@ -180,6 +183,69 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(
         waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
         "closed after {waited:?}, expected about the 1 s idle timeout"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    // The header timeout bounds a request that has started, not the wait for one:
+    // idle, the connection lasts the idle timeout.
+    let limits = EdgeLimits {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(4),
+        ..short_limits()
+    };
+    let (_db, running) = edge_app(&Backend::Sqlite, limits, |_| {}).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(LIVENESS).await.unwrap();
+    let first = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for twice the header timeout: still open, and still served.
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(2)).await;
+    assert!(
+        !closed,
+        "an idle connection was closed at the header timeout"
+    );
+    s.write_all(LIVENESS).await.unwrap();
+    let second = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // And it is closed at the idle timeout after that request.
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    let waited = started.elapsed();
+    assert!(closed, "an idle keep-alive connection was kept for 8 s");
+    assert!(
+        waited >= Duration::from_millis(3500) && waited < Duration::from_secs(6),
+        "closed after {waited:?}, expected about the 4 s idle timeout"
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_request_that_stalls_in_its_headers_is_closed_after_the_header_timeout() {
+    let limits = EdgeLimits {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(30),
+        ..short_limits()
+    };
+    let (_db, running) = edge_app(&Backend::Sqlite, limits, |_| {}).await;
+    let mut s = TcpStream::connect(running.addr).await.unwrap();
+    s.write_all(LIVENESS).await.unwrap();
+    let first = read_response(&mut s, Duration::from_secs(5)).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Idle past the header timeout, then half a request: its clock starts now.
+    s.write_all(b"GET /health/liveness HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let waited = started.elapsed();
+    assert!(closed, "a half-sent second request was kept open for 5 s");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(3),
+        "closed after {waited:?}, expected about the 1 s header timeout"
     );
     running.shutdown().await.unwrap();
 }
@@ -419,17 +485,28 @@ struct Served {
 impl Served {
     /// On a fresh SQLite database.
     fn start(stderr: Stdio) -> Served {
+        Self::start_with(stderr, &[])
+    }
+
+    /// On a fresh SQLite database, with more settings in the environment.
+    fn start_with(stderr: Stdio, env: &[(&str, &str)]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("a.db").display());
-        Self::start_in(dir, &url, "4", stderr)
+        Self::start_in(dir, &url, "4", stderr, env)
     }
 
     /// On `url`, hashing at `bcrypt_cost`.
     fn start_on(url: &str, bcrypt_cost: &str, stderr: Stdio) -> Served {
-        Self::start_in(tempfile::tempdir().unwrap(), url, bcrypt_cost, stderr)
+        Self::start_in(tempfile::tempdir().unwrap(), url, bcrypt_cost, stderr, &[])
     }
 
-    fn start_in(dir: tempfile::TempDir, url: &str, bcrypt_cost: &str, stderr: Stdio) -> Served {
+    fn start_in(
+        dir: tempfile::TempDir,
+        url: &str,
+        bcrypt_cost: &str,
+        stderr: Stdio,
+        env: &[(&str, &str)],
+    ) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -443,6 +520,7 @@ impl Served {
             .env("DATABASE_URL", url)
             .env("SECRET_KEY", "test-key-0123456789abcdefghijklmnopqrstuv")
             .env("AUTHCTL_BCRYPT_COST", bcrypt_cost)
+            .envs(env.iter().copied())
             .args(["serve", "--bind", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -591,4 +669,79 @@ async fn a_stalled_stderr_does_not_stall_liveness_and_the_drops_are_reported() {
         .unwrap_or_else(|| panic!("no count in {warning:?}"));
     assert!(dropped > 0, "{warning}");
     let _ = served.wait_exit(Duration::from_secs(10));
+}
+
+/// Reads `stderr` (on a thread) until `wanted` appears or `within` passes; returns
+/// everything read by then.
+fn read_stderr_until(
+    mut stderr: std::process::ChildStderr,
+    wanted: &str,
+    within: Duration,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stderr.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(wanted) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => seen.extend_from_slice(&chunk),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_bounds_come_from_the_environment_and_a_408_gets_its_log_line() {
+    let served = Served::start_with(
+        Stdio::piped(),
+        &[
+            ("AUTHCTL_HEADER_TIMEOUT", "1s"),
+            ("AUTHCTL_BODY_TIMEOUT", "1s"),
+        ],
+    );
+    let mut served = served;
+    let stderr = served.child.stderr.take().unwrap();
+    served.wait_ready().await;
+
+    // AUTHCTL_HEADER_TIMEOUT: a half-sent request is closed after about a second.
+    let mut stalled = TcpStream::connect(served.addr).await.unwrap();
+    stalled.write_all(b"GET /health/liv").await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "the 10 s default applied instead of AUTHCTL_HEADER_TIMEOUT"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // AUTHCTL_BODY_TIMEOUT: a stalled body is a 408, logged like any request.
+    let mut s = TcpStream::connect(served.addr).await.unwrap();
+    s.write_all(SLOW_BODY).await.unwrap();
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(closed);
+    let log = read_stderr_until(stderr, "slow-body-1", Duration::from_secs(5));
+    let line = log
+        .lines()
+        .find(|l| l.contains("slow-body-1"))
+        .unwrap_or_else(|| panic!("no log line for the 408 in {log}"));
+    for field in ["POST", "/api/v1/auth/register", "status=408"] {
+        assert!(line.contains(field), "no {field} in {line}");
+    }
+    served.signal("TERM");
+    let status = served.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -43,6 +43,17 @@ pub async fn send(
     sender: &mut Sender,
     req: Request<Full<Bytes>>,
 ) -> Result<(StatusCode, Bytes), String> {
+    send_noting_retry(sender, req)
+        .await
+        .map(|(status, body, _)| (status, body))
+}
+
+/// Like [`send`], and whether the answer carried `Retry-After` (a 503 from the
+/// hashing queue must).
+pub async fn send_noting_retry(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes, bool), String> {
     sender
         .ready()
         .await
@@ -52,13 +63,14 @@ pub async fn send(
         .await
         .map_err(|e| format!("request: {e}"))?;
     let status = resp.status();
+    let retry_after = resp.headers().contains_key(RETRY_AFTER);
     let body = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    Ok((status, body))
+    Ok((status, body, retry_after))
 }
 
 pub fn get(target: &Target, path: &str, bearer: Option<&HeaderValue>) -> Request<Full<Bytes>> {

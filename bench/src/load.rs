@@ -11,7 +11,8 @@ use hyper::{Request, StatusCode};
 use serde_json::Value;
 
 use crate::client::{
-    Sender, Target, call, connect, get, login_request, refresh_request, send, token_field,
+    Sender, Target, call, connect, get, login_request, refresh_request, send, send_noting_retry,
+    token_field,
 };
 use crate::plan::Plan;
 use crate::stats::{CpuSnap, Stats, Window};
@@ -19,16 +20,35 @@ use crate::stats::{CpuSnap, Stats, Window};
 /// Builds the request a connection sends next, from (connection number, sequence).
 pub type MakeRequest = Arc<dyn Fn(usize, u64) -> Request<Full<Bytes>> + Send + Sync>;
 
+/// The answers a load counts as served: `status`, and with `busy`, also a 503 with
+/// `Retry-After` (a prompt refusal from the hashing queue), counted apart in
+/// [`Stats::busy`]. Anything else is an error.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub status: StatusCode,
+    pub busy: bool,
+}
+
+impl From<StatusCode> for Expect {
+    fn from(status: StatusCode) -> Self {
+        Expect {
+            status,
+            busy: false,
+        }
+    }
+}
+
 /// `conns` connections, each sending `make(conn, seq)` back to back (or one every
 /// `pace`) until the window closes. Returns once every connection is idle.
 pub fn start_load(
     target: &Target,
     conns: usize,
     window: Window,
-    expect: StatusCode,
+    expect: impl Into<Expect>,
     pace: Option<Duration>,
     make: MakeRequest,
 ) -> tokio::task::JoinSet<Stats> {
+    let expect = expect.into();
     let mut set = tokio::task::JoinSet::new();
     for conn in 0..conns {
         let target = target.clone();
@@ -57,19 +77,25 @@ pub fn start_load(
                 let req = make(conn, seq);
                 seq += 1;
                 let t0 = Instant::now();
-                let result = send(s, req).await;
+                let result = send_noting_retry(s, req).await;
                 let t1 = Instant::now();
                 let counted = t1 >= window.start && t1 <= window.end;
+                let us = (t1 - t0).as_micros().min(u128::from(u32::MAX)) as u32;
                 stats.answered += u64::from(result.is_ok());
                 match result {
-                    Ok((status, _)) if status == expect => {
+                    Ok((status, _, _)) if status == expect.status => {
                         if counted {
                             stats.ok += 1;
-                            let us = (t1 - t0).as_micros().min(u128::from(u32::MAX)) as u32;
                             stats.latencies_us.push(us);
                         }
                     }
-                    Ok((status, body)) => {
+                    Ok((StatusCode::SERVICE_UNAVAILABLE, _, true)) if expect.busy => {
+                        if counted {
+                            stats.busy += 1;
+                            stats.busy_latencies_us.push(us);
+                        }
+                    }
+                    Ok((status, body, _)) => {
                         stats.errors += 1;
                         stats.first_error.get_or_insert_with(|| {
                             format!("{status}: {}", String::from_utf8_lossy(&body))

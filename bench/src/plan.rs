@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
-    /// liveness-under-login, register, refresh) [default: all]
+    /// liveness-under-login, login-flood, register, refresh) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
     /// The server's ALGORITHM: HS256 signs with the fixed test key; EdDSA or ES256 with a
@@ -71,6 +71,8 @@ pub enum Scenario {
     Login,
     /// paced liveness and /me probes while 8 connections log in
     LivenessUnderLogin,
+    /// paced liveness probes while 200 connections log in at once: prompt 503s, RSS
+    LoginFlood,
     /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
     Register,
     /// concurrent refresh-token rotation chains
@@ -86,6 +88,7 @@ impl Scenario {
             Scenario::MeMetrics => "me-metrics",
             Scenario::Login => "login",
             Scenario::LivenessUnderLogin => "liveness-under-login",
+            Scenario::LoginFlood => "login-flood",
             Scenario::Register => "register",
             Scenario::Refresh => "refresh",
         }

@@ -14,11 +14,31 @@ use authctl_testkit::pg::Cluster;
 use crate::client::{
     Target, call, connect, get, login_request, register_request, send, token_field,
 };
-use crate::load::{MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load};
+use crate::load::{
+    Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load,
+};
 use crate::plan::{Backend, Plan, Scenario};
 use crate::report::{Report, emit, metrics_cost_pct, round2};
-use crate::server::{Server, memory_kib};
-use crate::stats::{BcryptLimit, CpuSnap, Stats, Window};
+use crate::server::{Server, memory_kib, sample_peak_rss};
+use crate::stats::{BcryptLimit, CpuSnap, Flood, Stats, Window};
+
+/// Logins at once in the `login-flood` scenario (issue 11: "200 concurrent logins").
+const FLOOD_CONNECTIONS: usize = 200;
+/// The flood's longest measuring window (see the scenario).
+const FLOOD_MEASURE_MAX: Duration = Duration::from_secs(8);
+
+/// Four connections probing `/health/liveness` every 10 ms through `window`.
+fn liveness_probes(target: &Target, window: Window) -> tokio::task::JoinSet<Stats> {
+    let t = target.clone();
+    start_load(
+        target,
+        4,
+        window,
+        StatusCode::OK,
+        Some(Duration::from_millis(10)),
+        Arc::new(move |_, _| get(&t, "/health/liveness", None)),
+    )
+}
 
 pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String> {
     eprintln!("== {} ==", backend.name());
@@ -183,16 +203,8 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         eprintln!("liveness-under-login …");
         let window = Window::after(plan.warmup, plan.measure);
         let before = CpuSnap::take(target.server_pid);
-        let logins = start_load(&target, 8, window, StatusCode::OK, None, login_make);
-        let t = target.clone();
-        let probes = start_load(
-            &target,
-            4,
-            window,
-            StatusCode::OK,
-            Some(Duration::from_millis(10)),
-            Arc::new(move |_, _| get(&t, "/health/liveness", None)),
-        );
+        let logins = start_load(&target, 8, window, StatusCode::OK, None, login_make.clone());
+        let probes = liveness_probes(&target, window);
         let (t, b) = (target.clone(), bearers.clone());
         let me_probes = start_load(
             &target,
@@ -218,6 +230,57 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
                 "me_errors": under_login_me.errors,
                 "logins_per_s": round2(under_login_logins.rate()),
                 "login_errors": under_login_logins.errors,
+            }),
+        );
+    }
+
+    // login-flood: 200 connections log in back to back at once while paced probes
+    // check liveness. The hashing slots (one per core) finish a few logins a second;
+    // the others wait at most hash_queue_timeout (the server's default, 5 s) and are
+    // refused with 503 + Retry-After, instead of queueing without bound.
+    let mut flood = Flood {
+        connections: FLOOD_CONNECTIONS,
+        ..Flood::default()
+    };
+    if plan.runs(Scenario::LoginFlood) {
+        eprintln!("login-flood: {FLOOD_CONNECTIONS} connections …");
+        // A refusal arrives hash_queue_timeout after its request: a shorter window
+        // keeps warm-up + window + the last refusals under 15 s.
+        let window = Window::after(plan.warmup, plan.measure.min(FLOOD_MEASURE_MAX));
+        let before = CpuSnap::take(target.server_pid);
+        let (stop_rss, rss_stopped) = tokio::sync::oneshot::channel();
+        let rss = tokio::spawn(sample_peak_rss(target.server_pid, rss_stopped));
+        let logins = start_load(
+            &target,
+            FLOOD_CONNECTIONS,
+            window,
+            Expect {
+                status: StatusCode::OK,
+                busy: true,
+            },
+            None,
+            login_make.clone(),
+        );
+        let probes = liveness_probes(&target, window);
+        flood.probes = collect(probes, window).await;
+        flood.logins = collect(logins, window).await;
+        let _ = stop_rss.send(());
+        flood.rss_max_kib = rss.await.unwrap_or_default();
+        flood.probes.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
+        emit(
+            backend,
+            Scenario::LoginFlood,
+            &flood.probes,
+            json!({
+                "login_connections": FLOOD_CONNECTIONS,
+                "probe_connections": 4,
+                "probe_interval_ms": 10,
+                "logins_ok": flood.logins.ok,
+                "logins_refused_503": flood.logins.busy,
+                "refusal_p50_ms": round2(flood.logins.busy_quantile_ms(0.5)),
+                "refusal_max_ms": round2(flood.logins.busy_quantile_ms(1.0)),
+                "login_errors": flood.logins.errors,
+                "rss_max_mib": round2(flood.rss_max_kib as f64 / 1024.0),
             }),
         );
     }
@@ -281,6 +344,7 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         under_login_liveness,
         under_login_me,
         under_login_logins,
+        flood,
         register,
         refresh,
         refresh_wall,

@@ -167,3 +167,15 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// The largest VmRSS of a process, in KiB, sampled every 50 ms until `stop` fires.
+pub async fn sample_peak_rss(pid: u32, mut stop: tokio::sync::oneshot::Receiver<()>) -> u64 {
+    let mut peak = 0;
+    loop {
+        peak = peak.max(memory_kib(pid).0);
+        tokio::select! {
+            _ = &mut stop => return peak,
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
+}

@@ -16,6 +16,10 @@ pub struct Stats {
     pub answered: u64,
     pub errors: u64,
     pub latencies_us: Vec<u32>,
+    /// Prompt refusals (503 with `Retry-After`) of a load that accepts them (see
+    /// `load::Expect`), counted and timed apart from `ok`.
+    pub busy: u64,
+    pub busy_latencies_us: Vec<u32>,
     pub window: Duration,
     pub first_error: Option<String>,
     /// CPU share other processes took meanwhile (noise), in % of the machine.
@@ -31,6 +35,8 @@ impl Stats {
         self.answered += other.answered;
         self.errors += other.errors;
         self.latencies_us.extend(other.latencies_us);
+        self.busy += other.busy;
+        self.busy_latencies_us.extend(other.busy_latencies_us);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -54,6 +60,7 @@ impl Stats {
 
     pub fn finish(mut self, window: Duration) -> Stats {
         self.latencies_us.sort_unstable();
+        self.busy_latencies_us.sort_unstable();
         self.window = window;
         self
     }
@@ -64,19 +71,36 @@ impl Stats {
 
     /// The q-quantile latency in ms (nearest rank).
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
-            .clamp(1, self.latencies_us.len());
-        f64::from(self.latencies_us[rank - 1]) / 1000.0
+        quantile_ms(&self.latencies_us, q)
     }
 
     pub fn max_ms(&self) -> f64 {
-        self.latencies_us
-            .last()
-            .map_or(f64::NAN, |&v| f64::from(v) / 1000.0)
+        quantile_ms(&self.latencies_us, 1.0)
     }
+
+    /// The q-quantile wait for a prompt refusal, in ms.
+    pub fn busy_quantile_ms(&self, q: f64) -> f64 {
+        quantile_ms(&self.busy_latencies_us, q)
+    }
+}
+
+/// The q-quantile of sorted latencies in µs, in ms (nearest rank).
+fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
+    f64::from(sorted_us[rank - 1]) / 1000.0
+}
+
+/// The login flood: the logins (answered or promptly refused), the liveness probes
+/// beside them, and the server's largest RSS meanwhile.
+#[derive(Debug, Default)]
+pub struct Flood {
+    pub connections: usize,
+    pub logins: Stats,
+    pub probes: Stats,
+    pub rss_max_kib: u64,
 }
 
 #[derive(Clone, Copy)]

@@ -14,7 +14,6 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
         settings,
         ServeOptions {
             migrate: !args.no_migrate,
-            ..ServeOptions::default()
         },
     )
     .await?;

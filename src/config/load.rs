@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! setting!("server.header_timeout", ["AUTHCTL_HEADER_TIMEOUT"], Str, server.header_timeout = parse_duration),
-//! setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_u32_in(32, 128)),
+//! setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_ipv6_prefix),
 //! ```
 //!
 //! A parser that does not exist yet goes in `types.rs`. Rules that span settings
@@ -120,12 +120,18 @@ const SETTINGS: &[Setting] = &[
         .flag("--log-format", |o| o.log_format.map(|f| f.as_str().to_owned())),
     setting!("server.bind", ["AUTHCTL_BIND"], Str, bind = parse_bind)
         .flag("--bind", |o| o.bind.clone()),
+    setting!("server.header_timeout", ["AUTHCTL_HEADER_TIMEOUT"], Str, edge.header_timeout = parse_duration),
+    setting!("server.body_timeout", ["AUTHCTL_BODY_TIMEOUT"], Str, edge.body_timeout = parse_duration),
+    setting!("server.idle_timeout", ["AUTHCTL_IDLE_TIMEOUT"], Str, edge.idle_timeout = parse_duration),
+    setting!("server.max_connections", ["AUTHCTL_MAX_CONNECTIONS"], Int, edge.max_connections = parse_max_connections),
+    setting!("server.shutdown_timeout", ["AUTHCTL_SHUTDOWN_TIMEOUT"], Str, edge.shutdown_timeout = parse_duration),
     setting!("rate_limit.enabled", ["AUTHCTL_RATE_LIMIT_ENABLED"], Bool, rate_limit.enabled = parse_bool),
     setting!("rate_limit.register_per_minute", ["AUTHCTL_RATE_LIMIT_REGISTER_PER_MINUTE"], Int, rate_limit.register_per_minute = parse_per_minute),
     setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
     setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
     setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
     setting!("rate_limit.store", ["AUTHCTL_RATE_LIMIT_STORE"], Str, rate_limit.store = LimitStore::from_str),
+    setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_ipv6_prefix),
     setting!("auth.secret_key", ["AUTHCTL_SECRET_KEY", "SECRET_KEY"], Str, auth.secret_key = |s| SecretKey::parse(s).map(Some)),
     setting!("auth.algorithm", ["AUTHCTL_ALGORITHM", "ALGORITHM"], Str, auth.algorithm = parse_algorithm),
     setting!("auth.access_token_ttl", ["AUTHCTL_ACCESS_TOKEN_TTL"], Str, auth.access_token_ttl = parse_duration),
@@ -136,6 +142,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_grace_seconds),
     setting!("auth.session_max_lifetime", ["AUTHCTL_SESSION_MAX_LIFETIME"], Str, auth.session_max_lifetime = parse_duration),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
+    setting!("auth.hash_queue_timeout", ["AUTHCTL_HASH_QUEUE_TIMEOUT"], Str, auth.hash_queue_timeout = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
     setting!("metrics.bind", ["AUTHCTL_METRICS_BIND"], Str, metrics_bind = parse_optional_bind),
 ];
@@ -340,6 +347,52 @@ mod tests {
         assert_eq!(s.auth.bcrypt_cost, 12);
         assert_eq!(s.rate_limit.login_per_minute.get(), 10);
         assert!(s.auth.secret_key.is_none());
+    }
+
+    #[test]
+    fn the_hardening_settings_have_the_spec_defaults_and_read_file_and_env() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.edge.header_timeout, Duration::from_secs(10));
+        assert_eq!(s.edge.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.edge.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.edge.max_connections, 4096);
+        assert_eq!(s.edge.shutdown_timeout, Duration::from_secs(8));
+        assert_eq!(s.auth.hash_queue_timeout, Duration::from_secs(5));
+        assert_eq!(s.rate_limit.ipv6_prefix, 64);
+
+        let (_dir, overrides) = with_file(
+            "[server]\nheader_timeout = \"3s\"\nbody_timeout = \"4s\"\nidle_timeout = \"2m\"\n\
+             max_connections = 100\nshutdown_timeout = \"20s\"\n\
+             [auth]\nhash_queue_timeout = \"1s\"\n[rate_limit]\nipv6_prefix = 56\n",
+        );
+        let s = load_with(&overrides, &|name| {
+            (name == "AUTHCTL_MAX_CONNECTIONS").then(|| "200".to_owned())
+        })
+        .unwrap();
+        assert_eq!(s.edge.header_timeout, Duration::from_secs(3));
+        assert_eq!(s.edge.body_timeout, Duration::from_secs(4));
+        assert_eq!(s.edge.idle_timeout, Duration::from_secs(120));
+        assert_eq!(
+            s.edge.max_connections, 200,
+            "the environment beats the file"
+        );
+        assert_eq!(s.edge.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(s.auth.hash_queue_timeout, Duration::from_secs(1));
+        assert_eq!(s.rate_limit.ipv6_prefix, 56);
+
+        for (var, bad) in [
+            ("AUTHCTL_HEADER_TIMEOUT", "0s"),
+            ("AUTHCTL_BODY_TIMEOUT", "soon"),
+            ("AUTHCTL_IDLE_TIMEOUT", "10"),
+            ("AUTHCTL_MAX_CONNECTIONS", "0"),
+            ("AUTHCTL_SHUTDOWN_TIMEOUT", "-1s"),
+            ("AUTHCTL_HASH_QUEUE_TIMEOUT", "never"),
+            ("AUTHCTL_RATE_LIMIT_IPV6_PREFIX", "16"),
+            ("AUTHCTL_RATE_LIMIT_IPV6_PREFIX", "129"),
+        ] {
+            let msg = config_error(load_env(&[(var, bad)]));
+            assert!(msg.contains(var), "{var}={bad}: {msg}");
+        }
     }
 
     #[test]

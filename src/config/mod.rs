@@ -9,7 +9,7 @@
 //! `tokens`) and [`DatabaseUrl`] (from `store`) and builds [`StoreOptions`] for the
 //! store; they import nothing from here.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub struct Settings {
     pub log_level: String,
     pub log_format: LogFormat,
     pub bind: SocketAddr,
+    /// The connection edge's bounds: `[server]` in the file, beside `bind`.
+    pub edge: EdgeLimits,
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub cors: CorsOrigins,
@@ -53,6 +55,8 @@ pub struct RateLimitSettings {
     pub refresh_per_minute: NonZeroU32,
     pub trusted_proxies: Vec<IpNet>,
     pub store: LimitStore,
+    /// IPv6 clients are keyed by their network of this length (SPEC §6).
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,32 @@ pub struct AuthSettings {
     /// Absolute lifetime of a session (token family), however often it is refreshed.
     pub session_max_lifetime: Duration,
     pub issuer: String,
+    /// The longest wait for a password-hashing slot before a 503.
+    pub hash_queue_timeout: Duration,
+}
+
+/// The bounds of the connection edge (SPEC §8 "Hardening": `server.header_timeout`,
+/// `body_timeout`, `idle_timeout`, `max_connections`, `shutdown_timeout`); the
+/// listener (`http::listener`) enforces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeLimits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        EdgeLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            shutdown_timeout: Duration::from_secs(8),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -78,6 +108,7 @@ impl Default for Settings {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            edge: EdgeLimits::default(),
             rate_limit: RateLimitSettings {
                 enabled: true,
                 register_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
@@ -85,6 +116,7 @@ impl Default for Settings {
                 refresh_per_minute: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
                 trusted_proxies: Vec::new(),
                 store: LimitStore::Memory,
+                ipv6_prefix: 64,
             },
             auth: AuthSettings {
                 secret_key: None,
@@ -95,17 +127,11 @@ impl Default for Settings {
                 refresh_reuse_grace: Duration::ZERO,
                 session_max_lifetime: Duration::from_secs(30 * 24 * 3600),
                 issuer: "authctl".into(),
+                hash_queue_timeout: Duration::from_secs(5),
             },
             cors: CorsOrigins::Off,
             metrics_bind: None,
         }
-    }
-}
-
-impl RateLimitSettings {
-    /// Whether a socket peer may speak for the client through `X-Forwarded-For`.
-    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 }
 

@@ -259,3 +259,17 @@ pub fn parse_issuer(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     }
 }
+
+/// `server.max_connections`: at least one connection, at most a million (more file
+/// descriptors than any process here gets).
+pub fn parse_max_connections(s: &str) -> Result<usize, String> {
+    let n = parse_u32_in(1, 1_000_000)(s)?;
+    usize::try_from(n).map_err(|_| format!("is too large for this platform: {n}"))
+}
+
+/// `rate_limit.ipv6_prefix`: 32 to 128 bits. Shorter would put whole providers in one
+/// bucket; 128 keys every address apart (and gives anyone with a /64 2^64 keys).
+pub fn parse_ipv6_prefix(s: &str) -> Result<u8, String> {
+    let n = parse_u32_in(32, 128)(s)?;
+    u8::try_from(n).map_err(|_| format!("must be between 32 and 128, got {n}"))
+}

@@ -14,9 +14,6 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
-/// The default IPv6 key prefix (`rate_limit.ipv6_prefix`).
-pub const DEFAULT_IPV6_PREFIX: u8 = 64;
-
 /// The key `peer`'s request is limited under. `forwarded_for` holds every
 /// `X-Forwarded-For` header line in the order received; it is read only when the peer
 /// is in `trusted`.

@@ -62,16 +62,26 @@ pub fn with_service(
 }
 
 /// Takes one request from the client's quota for `endpoint`, before anything else.
+/// The client is keyed from the peer and every `X-Forwarded-For` line (SPEC §6): a
+/// proxy that appends its own line must win over the line its client sent. A line
+/// that is not UTF-8 is read lossily, so it counts as garbage rather than vanishing.
 pub fn limited(
     state: Arc<AppState>,
     endpoint: Endpoint,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     super::listener::remote()
-        .and(warp::header::optional::<String>("x-forwarded-for"))
-        .and_then(move |peer: Option<SocketAddr>, xff: Option<String>| {
+        .and(warp::header::headers_cloned())
+        .and_then(move |peer: Option<SocketAddr>, headers: HeaderMap| {
             let state = state.clone();
             async move {
-                let client = state.limits.client_ip(peer.map(|p| p.ip()), xff.as_deref());
+                let lines: Vec<_> = headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|line| String::from_utf8_lossy(line.as_bytes()))
+                    .collect();
+                let client = state
+                    .limits
+                    .client_ip(peer.map(|p| p.ip()), lines.iter().map(AsRef::as_ref));
                 state
                     .limits
                     .check(endpoint, client)

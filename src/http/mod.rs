@@ -15,7 +15,8 @@
 //!   governor implementation; [`rate_limit_db`]: the shared one, in the database;
 //! - [`problem`]: errors as `application/problem+json`;
 //! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
-//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain);
+//! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain), and
+//!   the 408 for a body that did not arrive in time;
 //! - [`state`]: [`AppState`], what every request shares (its own file, so that no
 //!   file below imports this map).
 //!
@@ -58,7 +59,12 @@ pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = I
     let inner = middleware::with_cors(routes, state.cors())
         .recover(rejection::handle)
         .unify();
-    middleware::observed(inner, state.metrics().cloned())
+    // A request whose body timed out comes back body-less for its 408 (see
+    // `listener`): answered first, inside the headers and the log line.
+    middleware::observed(
+        listener::body_timed_out().or(inner).unify(),
+        state.metrics().cloned(),
+    )
 }
 
 /// Serves `state` on `listener` within `limits` until `shutdown` resolves, then

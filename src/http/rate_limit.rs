@@ -16,6 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use super::client_ip::client_key;
 use super::rate_limit_db::DatabaseLimiter;
 use crate::config::{LimitStore, RateLimitSettings};
 use crate::error::Error;
@@ -140,35 +141,20 @@ impl RateLimits {
         self.limiter.attach_store(store);
     }
 
-    /// The client's address: the socket peer, or, when the peer is a trusted proxy,
-    /// the right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
-    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> IpAddr {
-        let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        client_ip(peer, forwarded_for, |ip| self.settings.is_trusted_proxy(ip))
+    /// The key `peer`'s request counts against (SPEC §6, see [`client_key`]):
+    /// `forwarded_for` holds every `X-Forwarded-For` line in the order received.
+    pub fn client_ip<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl IntoIterator<Item = &'a str, IntoIter: DoubleEndedIterator>,
+    ) -> IpAddr {
+        client_key(
+            peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            forwarded_for,
+            &self.settings.trusted_proxies,
+            self.settings.ipv6_prefix,
+        )
     }
-}
-
-fn client_ip(
-    peer: IpAddr,
-    forwarded_for: Option<&str>,
-    trusted: impl Fn(IpAddr) -> bool,
-) -> IpAddr {
-    let (true, Some(chain)) = (trusted(peer), forwarded_for) else {
-        return peer;
-    };
-    let mut client = peer;
-    for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !trusted(ip) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    client
 }
 
 #[cfg(test)]
@@ -177,29 +163,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn forwarded_for_is_ignored_from_untrusted_peers() {
-        let trusted = |i: IpAddr| i == ip("10.0.0.1");
-        assert_eq!(
-            client_ip(ip("1.2.3.4"), Some("9.9.9.9"), trusted),
-            ip("1.2.3.4")
-        );
-    }
-
-    #[test]
-    fn the_rightmost_untrusted_hop_is_the_client() {
-        let trusted = |i: IpAddr| i == ip("10.0.0.1") || i == ip("10.0.0.2");
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("6.6.6.6, 5.5.5.5, 10.0.0.2"), trusted),
-            ip("5.5.5.5")
-        );
-        assert_eq!(client_ip(ip("10.0.0.1"), None, trusted), ip("10.0.0.1"));
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("garbage"), trusted),
-            ip("10.0.0.1")
-        );
     }
 
     #[tokio::test]

@@ -15,7 +15,6 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::http::listener::EdgeLimits;
 use crate::http::{self, AppState};
 use crate::service::AuthService;
 use crate::store::{self, Store};
@@ -29,16 +28,11 @@ const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub migrate: bool,
-    /// Timeouts and bounds of the connection edge (SPEC §8 "Hardening").
-    pub edge: EdgeLimits,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions {
-            migrate: true,
-            edge: EdgeLimits::default(),
-        }
+        ServeOptions { migrate: true }
     }
 }
 
@@ -141,7 +135,7 @@ async fn run(
     let server = tokio::spawn(http::serve(
         listener,
         state.clone(),
-        options.edge,
+        settings.edge,
         stopped(stop_rx.clone()),
     ));
 

@@ -105,7 +105,7 @@ impl AuthService {
     pub async fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Result<Self> {
         let keys = keys::LoadedKeys::load(store.as_ref(), settings).await?;
         let grace = keys::grace_secret(store.as_ref()).await?;
-        let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
+        let hasher = Hasher::new(settings.bcrypt_cost, settings.hash_queue_timeout)?;
         Ok(AuthService {
             store,
             hasher,

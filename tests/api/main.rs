@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod client_ip;
 mod cors;
 mod credentials;
 mod edge;
