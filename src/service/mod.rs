@@ -16,6 +16,8 @@ use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
+mod user_ref;
+
 /// The settings row that holds a generated signing key.
 const KEY_SETTING: &str = "jwt_secret_key";
 
@@ -142,11 +144,9 @@ impl AuthService {
         Ok(user)
     }
 
+    /// The user a USER reference names, never another account (see `user_ref.rs`).
     pub async fn find_user(&self, user: &UserRef) -> Result<User> {
-        self.store
-            .find_user(user)
-            .await?
-            .ok_or_else(|| Error::NotFound(user.to_string()))
+        self.resolve_user_ref(user).await
     }
 
     pub async fn list_users(&self, limit: u32) -> Result<Vec<User>> {

