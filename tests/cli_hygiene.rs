@@ -217,3 +217,86 @@ async fn an_all_digit_user_is_an_id_and_never_another_account(backend: Backend) 
     assert!(active(alice), "{now:?}");
     assert!(!active(legacy) && !active(one), "{now:?}");
 }
+
+#[test]
+fn the_database_password_never_reaches_output_or_logs() {
+    // Port 1 on loopback: nothing listens, so every command fails and says why.
+    for url in [
+        "postgres://app:Pw1@sec:ret@127.0.0.1:1/app",
+        "postgresql://app@127.0.0.1:1/app?sslmode=disable&password=Pw1qsecret",
+        "postgres://app:Pw1%40enc%3Aoded@127.0.0.1:1/app",
+    ] {
+        for args in [
+            &["--log-level", "trace", "user", "list"][..],
+            &["--log-format", "json", "--log-level", "trace", "migrate"][..],
+        ] {
+            let out = bare()
+                .env("DATABASE_URL", url)
+                .env("SECRET_KEY", KEY)
+                .args(args)
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(out.status.code(), Some(6), "{args:?}: {all}");
+            for secret in ["Pw1", "sec:ret", "qsecret", "enc", "%40enc"] {
+                assert!(
+                    !all.contains(secret),
+                    "{url} {args:?} leaked {secret}: {all}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn serve_logs_the_database_url_without_its_password() {
+    use std::io::BufRead;
+    let url = "postgres://app:Pw1@sec:ret@127.0.0.1:1/app?sslmode=disable&password=Pw1qsecret";
+    let mut child = std::process::Command::new(support::authctl_bin())
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("SECRET_KEY", KEY)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = line.contains("listening");
+            let _ = tx.send(line);
+            if done {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        let done = line.contains("listening");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
+    let line = seen
+        .iter()
+        .find(|l| l.contains("listening"))
+        .unwrap_or_else(|| panic!("no 'listening' line: {log}"));
+    assert!(line.contains("127.0.0.1:1/app"), "{line}");
+    for secret in ["Pw1", "sec:ret", "qsecret"] {
+        assert!(!log.contains(secret), "leaked {secret}: {log}");
+    }
+}
