@@ -300,3 +300,46 @@ fn serve_logs_the_database_url_without_its_password() {
         assert!(!log.contains(secret), "leaked {secret}: {log}");
     }
 }
+
+#[test]
+fn a_dotenv_file_in_a_parent_directory_is_never_read() {
+    let parent = tempfile::tempdir().unwrap();
+    let child = parent.path().join("work");
+    std::fs::create_dir(&child).unwrap();
+    let elsewhere = parent.path().join("parent.db");
+    std::fs::write(
+        parent.path().join(".env"),
+        format!("DATABASE_URL=sqlite://{}\n", elsewhere.display()),
+    )
+    .unwrap();
+    bare().current_dir(&child).arg("migrate").assert().success();
+    assert!(child.join("authctl.db").exists(), "the default database");
+    assert!(!elsewhere.exists(), "the parent's .env was used");
+    // The same file in the working directory is read.
+    std::fs::copy(parent.path().join(".env"), child.join(".env")).unwrap();
+    bare().current_dir(&child).arg("migrate").assert().success();
+    assert!(elsewhere.exists());
+}
+
+#[test]
+fn a_dotenv_file_that_cannot_be_parsed_is_exit_7_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "# settings\nAUTHCTL_BCRYPT_COST=4\nSECRET_KEY=two words hunter2hunter2\n",
+    )
+    .unwrap();
+    let out = bare()
+        .current_dir(dir.path())
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(".env") && stderr.contains("line 3") && stderr.contains("SECRET_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "the value is echoed: {stderr}");
+    assert!(!dir.path().join("authctl.db").exists());
+}

@@ -144,9 +144,15 @@ const EXCLUSIVE: &[(&str, &str)] = &[
     ("auth.refresh_token_ttl", "auth.refresh_token_expire_days"),
 ];
 
-/// Loads the configuration from the process environment and the given flags.
+/// Loads the configuration from the process environment, `./.env` (only in the
+/// working directory; the real environment wins) and the given flags.
 pub fn load(overrides: &Overrides) -> Result<Settings> {
-    load_with(overrides, &|name| std::env::var(name).ok())
+    let dotenv = super::dotenv::read(Path::new("."))?;
+    load_with(overrides, &|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+    })
 }
 
 /// Loads the configuration with an explicit environment lookup, so tests need not
