@@ -343,3 +343,37 @@ fn a_dotenv_file_that_cannot_be_parsed_is_exit_7_naming_its_line() {
     assert!(!stderr.contains("hunter2"), "the value is echoed: {stderr}");
     assert!(!dir.path().join("authctl.db").exists());
 }
+
+#[test]
+fn writing_to_a_closed_pipe_ends_quietly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("authctl.db").display());
+    authctl(&url).arg("migrate").assert().success();
+    for name in ["ann", "ben", "cat"] {
+        add_user(&url, &format!("{name}@example.com"), name);
+    }
+    for args in [
+        &["user", "list"][..],
+        &["user", "list", "--output", "json"][..],
+        &["migrate", "--status"][..],
+        &["completions", "bash"][..],
+        &["openapi"][..],
+    ] {
+        let mut child = std::process::Command::new(support::authctl_bin())
+            .current_dir(dir.path())
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .env("SECRET_KEY", KEY)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command writes: `| head -0`.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}

@@ -7,6 +7,7 @@ mod output;
 mod token;
 mod user;
 
+use output::outln;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -180,7 +181,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             return Ok(0);
         }
         Command::Openapi => {
-            println!("{}", crate::http::docs::openapi_json()?);
+            outln!("{}", crate::http::docs::openapi_json()?);
             return Ok(0);
         }
         _ => {}

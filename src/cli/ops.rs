@@ -1,5 +1,6 @@
 //! `serve`, `migrate`, `completions` and the asset generator.
 
+use super::output::outln;
 use std::path::Path;
 
 use super::output::{self, OutputFormat};
@@ -44,15 +45,15 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
                         if m.applied { "applied" } else { "pending" }.to_string(),
                     ]);
                 }
-                println!("{t}");
+                outln!("{t}");
             }
         }
     } else {
         let applied = store.migrate().await?;
         match args.output {
             OutputFormat::Json => output::print_json(&serde_json::json!({ "applied": applied })),
-            OutputFormat::Table if applied.is_empty() => println!("database is up to date"),
-            OutputFormat::Table => println!("applied {} migration(s): {applied:?}", applied.len()),
+            OutputFormat::Table if applied.is_empty() => outln!("database is up to date"),
+            OutputFormat::Table => outln!("applied {} migration(s): {applied:?}", applied.len()),
         }
     }
     store.close().await;
@@ -61,7 +62,10 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
 
 pub fn completions(shell: clap_complete::Shell) {
     let mut cmd = super::command();
-    clap_complete::generate(shell, &mut cmd, "authctl", &mut std::io::stdout());
+    // Rendered first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "authctl", &mut script);
+    output::write_bytes(&script);
 }
 
 /// Completion scripts for every supported shell, as (file name, contents).
@@ -133,7 +137,7 @@ pub fn generate_assets(dir: &Path) -> Result<()> {
     };
     write("completions", generate_completions())?;
     write("man", generate_man_pages()?)?;
-    println!(
+    outln!(
         "wrote {}/completions and {}/man",
         dir.display(),
         dir.display()

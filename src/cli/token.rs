@@ -1,5 +1,6 @@
 //! `authctl token …`
 
+use super::output::outln;
 use std::io::Read;
 
 use clap::{ArgGroup, Args};
@@ -113,8 +114,8 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             match args.output {
                 OutputFormat::Json => output::print_json(&report),
                 OutputFormat::Table => match report.user_id {
-                    Some(id) => println!("revoked {} session(s) of user {id}", report.count),
-                    None => println!("revoked family {}", report.revoked_families.join(", ")),
+                    Some(id) => outln!("revoked {} session(s) of user {id}", report.count),
+                    None => outln!("revoked family {}", report.revoked_families.join(", ")),
                 },
             }
             Ok(0)
@@ -124,9 +125,10 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             let report = service.prune().await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&report),
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "pruned {} expired token(s) and {} session(s)",
-                    report.tokens, report.families
+                    report.tokens,
+                    report.families
                 ),
             }
             Ok(0)

@@ -1,5 +1,6 @@
 //! `authctl user …`
 
+use super::output::outln;
 use std::io::{BufRead, IsTerminal};
 
 use clap::Args;
@@ -87,7 +88,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 .await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&user),
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "created user {} ({} <{}>){}",
                     user.id,
                     user.username,
@@ -112,7 +113,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                             u.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                 }
             }
         }
@@ -147,9 +148,10 @@ fn print_changed(format: OutputFormat, user: &User, revoked: u64, what: &str) {
             user,
             revoked_sessions: revoked,
         }),
-        OutputFormat::Table => println!(
+        OutputFormat::Table => outln!(
             "{what} user {} ({}); {revoked} session(s) revoked",
-            user.id, user.username
+            user.id,
+            user.username
         ),
     }
 }
