@@ -13,6 +13,9 @@ use support::{Backend, PASSWORD, TestDb, spawn_app_on};
 on_both_backends!(
     an_all_digit_username_is_refused_at_registration_and_by_user_add,
     an_all_digit_user_is_an_id_and_never_another_account,
+    read_only_commands_on_a_fresh_database_write_nothing,
+    read_only_commands_never_create_a_signing_key,
+    migrate_stores_the_key_that_serve_signs_with_and_commands_verify_with,
 );
 
 const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
@@ -376,4 +379,220 @@ fn writing_to_a_closed_pipe_ends_quietly_with_exit_0() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+}
+
+/// Rows as text, for before/after comparisons.
+async fn query_rows(url: &str, sql: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    let rows: Vec<String> = if url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let out = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<String, _>(i).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        conn.close().await.unwrap();
+        out
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let out = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<String, _>(i).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        conn.close().await.unwrap();
+        out
+    };
+    rows
+}
+
+/// The SQLite database file's path, or `None` on PostgreSQL.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    url.strip_prefix("sqlite://").map(std::path::PathBuf::from)
+}
+
+/// The database file's bytes and mtime (SQLite), for "nothing was written".
+fn file_state(url: &str) -> Option<(Vec<u8>, std::time::SystemTime)> {
+    let path = sqlite_path(url)?;
+    let bytes = std::fs::read(&path).ok()?;
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    Some((bytes, mtime))
+}
+
+/// Every read-only command that exists, as argument lists (`token inspect` gets a
+/// JWT-shaped token and a refresh-token-shaped one).
+fn read_only_commands() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["user", "list"],
+        vec!["user", "list", "--output", "json"],
+        vec!["migrate", "--status"],
+        vec!["migrate", "--status", "--output", "json"],
+        vec![
+            "token",
+            "inspect",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        ],
+        vec![
+            "token",
+            "inspect",
+            "q4Xq3mJ2bqVn7ZkQyR0sT1uV2wX3yZ4a5B6c7D8e9F0",
+        ],
+        vec!["health", "--url", "http://127.0.0.1:1", "--timeout", "1s"],
+    ]
+}
+
+async fn read_only_commands_on_a_fresh_database_write_nothing(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let tables = "SELECT table_name::TEXT FROM information_schema.tables \
+                  WHERE table_schema = current_schema() ORDER BY 1";
+    let before = match backend {
+        Backend::Postgres(_) => query_rows(&db.url, tables).await,
+        Backend::Sqlite => Vec::new(),
+    };
+    for args in read_only_commands() {
+        let out = bare()
+            .env("DATABASE_URL", &db.url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match (&backend, args[0]) {
+            (_, "health") => assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}"),
+            // A missing SQLite file is a clear error, and stays missing.
+            (Backend::Sqlite, _) => {
+                assert_eq!(out.status.code(), Some(6), "{args:?}: {stderr}");
+                assert!(stderr.contains("does not exist"), "{args:?}: {stderr}");
+            }
+            (Backend::Postgres(_), "migrate") => {
+                assert!(out.status.success(), "{args:?}: {stderr}")
+            }
+            (Backend::Postgres(_), _) => {
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+                assert!(stderr.contains("authctl migrate"), "{args:?}: {stderr}");
+            }
+        }
+        if let Some(path) = sqlite_path(&db.url) {
+            let dir: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(dir.is_empty(), "{args:?} created {dir:?}");
+        }
+    }
+    if let Backend::Postgres(_) = backend {
+        assert_eq!(query_rows(&db.url, tables).await, before, "tables created");
+    }
+    // Commands that change rows do not create the file either.
+    if let Some(path) = sqlite_path(&db.url) {
+        authctl(&db.url)
+            .args(["user", "disable", "nobody"])
+            .assert()
+            .code(6);
+        assert!(!path.exists());
+    }
+}
+
+async fn read_only_commands_never_create_a_signing_key(backend: Backend) {
+    let db = migrated_db(&backend).await; // with SECRET_KEY: no key is stored
+    add_user(&db.url, "ann@example.com", "ann");
+    let settings = "SELECT name, value FROM settings ORDER BY name";
+    let before = query_rows(&db.url, settings).await;
+    assert!(
+        !before.iter().any(|r| r.starts_with("jwt_secret_key")),
+        "{before:?}"
+    );
+    let file_before = file_state(&db.url);
+    // Let the mtime's granularity show a write, if there is one.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    for args in read_only_commands() {
+        let out = bare()
+            .env("DATABASE_URL", &db.url)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = match (args[0], args.get(2)) {
+            ("health", _) => 1,
+            // No key configured and none stored: it verifies nothing and says so.
+            ("token", Some(t)) if t.starts_with("eyJ") => 7,
+            // A well-formed refresh token needs no key: it is simply unknown.
+            ("token", _) => 3,
+            _ => 0,
+        };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+        if expected == 7 {
+            assert!(stderr.contains("no signing key"), "{stderr}");
+        }
+    }
+    assert_eq!(query_rows(&db.url, settings).await, before);
+    assert_eq!(
+        file_state(&db.url),
+        file_before,
+        "the database file changed"
+    );
+}
+
+async fn migrate_stores_the_key_that_serve_signs_with_and_commands_verify_with(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    bare()
+        .env("DATABASE_URL", &db.url)
+        .arg("migrate")
+        .assert()
+        .success();
+    let settings = "SELECT name, value FROM settings ORDER BY name";
+    let stored = query_rows(&db.url, settings).await;
+    assert!(
+        stored.iter().any(|r| r.starts_with("jwt_secret_key|")),
+        "{stored:?}"
+    );
+    if let Some(path) = sqlite_path(&db.url) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", path.display());
+    }
+    add_user(&db.url, "bea@example.com", "bea");
+    let url = db.url.clone();
+    let app = spawn_app_on(db, |s| s.auth.secret_key = None).await;
+    let r = app.login("bea", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    if let Some(path) = sqlite_path(&url) {
+        // The server has written: SQLite's -wal and -shm follow the file's mode.
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
+    }
+    let out = bare()
+        .env("DATABASE_URL", &url)
+        .args(["token", "inspect", access, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout_json(&out)["valid"], true);
+    assert_eq!(query_rows(&url, settings).await, stored, "one key, kept");
+    app.shutdown().await;
 }

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, LogFormat, Overrides, Settings};
 use crate::error::{Error, Result};
 use crate::service::AuthService;
-use crate::store::{self, Store};
+use crate::store::{self, Access, Store, StoreOptions};
 
 pub use ops::{generate_completions, generate_man_pages};
 pub use output::OutputFormat;
@@ -206,9 +206,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Opens the store and checks the schema is current (commands never migrate on their
-/// own; `authctl migrate` or `serve` does).
-async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
-    let store = store::connect(settings)?;
+/// own; `authctl migrate` or `serve` does). Read-only commands pass
+/// [`Access::ReadOnly`]: they write nothing, not even a missing SQLite file.
+async fn open_store(settings: &Settings, access: Access) -> Result<Arc<dyn Store>> {
+    let store = store::connect(StoreOptions {
+        access,
+        ..StoreOptions::from(settings)
+    })?;
     store.ping().await?;
     if !store.schema_is_current().await? {
         return Err(Error::schema_not_current());
@@ -216,7 +220,9 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn open_service(settings: &Settings) -> Result<AuthService> {
-    let store = open_store(settings).await?;
-    AuthService::new(store, &settings.auth).await
+/// The service for a command: it never creates a signing key (only `serve` and
+/// `migrate` do).
+async fn open_service(settings: &Settings, access: Access) -> Result<AuthService> {
+    let store = open_store(settings, access).await?;
+    AuthService::for_command(store, &settings.auth).await
 }

@@ -8,7 +8,7 @@ use super::{MigrateArgs, ServeArgs};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::server::{self, ServeOptions};
-use crate::store;
+use crate::store::{self, Access, StoreOptions};
 
 pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
     let running = server::spawn(
@@ -31,7 +31,16 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
 }
 
 pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
-    let store = store::connect(settings)?;
+    // `--status` only reads; applying creates a missing SQLite file (mode 0600).
+    let access = if args.status {
+        Access::ReadOnly
+    } else {
+        Access::Create
+    };
+    let store = store::connect(StoreOptions {
+        access,
+        ..StoreOptions::from(settings)
+    })?;
     if args.status {
         let status = store.migration_status().await?;
         match args.output {
@@ -50,6 +59,8 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
         }
     } else {
         let applied = store.migrate().await?;
+        // Only `serve` and `migrate` create the signing key (SPEC §8).
+        crate::service::ensure_signing_key(store.as_ref(), &settings.auth).await?;
         match args.output {
             OutputFormat::Json => output::print_json(&serde_json::json!({ "applied": applied })),
             OutputFormat::Table if applied.is_empty() => outln!("database is up to date"),

@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::{Error, Result};
 use crate::service::Inspection;
+use crate::store::Access;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -71,7 +72,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
     match cmd {
         TokenCommand::Inspect(args) => {
             let token = token_arg(&args.token)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadOnly).await?;
             let inspection = service.inspect(&token).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&inspection),
@@ -85,7 +86,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             })
         }
         TokenCommand::RevokeFamily(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let report = if let Some(user) = &args.user {
                 let (user, n) = service.revoke_user(user).await?;
                 Revoked {
@@ -121,7 +122,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             Ok(0)
         }
         TokenCommand::Prune(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let report = service.prune().await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&report),

@@ -11,7 +11,7 @@ use super::{UserCommand, open_service};
 use crate::config::Settings;
 use crate::domain::{Email, Password, UserRef, Username};
 use crate::error::{Error, Result};
-use crate::store::User;
+use crate::store::{Access, User};
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -82,7 +82,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 return Err(Error::Validation(errors));
             };
             let password = read_password(args.password_stdin)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let user = service
                 .add_user(email, username, &password, !args.inactive)
                 .await?;
@@ -98,7 +98,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
             }
         }
         UserCommand::List(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadOnly).await?;
             let users = service.list_users(args.limit).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&users),
@@ -118,23 +118,23 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
             }
         }
         UserCommand::Disable(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_active(&args.user, false).await?;
             print_changed(args.output, &user, revoked, "disabled");
         }
         UserCommand::Enable(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_active(&args.user, true).await?;
             print_changed(args.output, &user, revoked, "enabled");
         }
         UserCommand::Delete(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let user = service.delete_user(&args.user).await?;
             print_changed(args.output, &user, 0, "deleted");
         }
         UserCommand::SetPassword(args) => {
             let password = read_password(args.password_stdin)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_password(&args.user, &password).await?;
             print_changed(OutputFormat::Table, &user, revoked, "password changed for");
         }

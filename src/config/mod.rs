@@ -117,6 +117,7 @@ pub struct Overrides {
 impl From<&Settings> for StoreOptions {
     fn from(s: &Settings) -> Self {
         StoreOptions {
+            access: crate::store::Access::default(),
             url: s.database_url.clone(),
             pool_min: s.pool_min,
             pool_max: s.pool_max,

@@ -16,7 +16,10 @@ use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
+mod signing_key;
 mod user_ref;
+
+pub use signing_key::ensure_signing_key;
 
 /// The settings row that holds a generated signing key.
 const KEY_SETTING: &str = "jwt_secret_key";
@@ -74,8 +77,9 @@ pub struct Inspection {
 pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: Hasher,
-    jwt: JwtKeys,
-    key: SecretKey,
+    /// `None` only in a command run without a signing key (see `signing_key.rs`).
+    jwt: Option<JwtKeys>,
+    key: Option<SecretKey>,
     settings: AuthSettings,
 }
 
@@ -87,13 +91,23 @@ impl AuthService {
             Some(key) => key.clone(),
             None => resolve_stored_key(store.as_ref()).await?,
         };
+        Self::with_key(store, settings, Some(key))
+    }
+
+    fn with_key(
+        store: Arc<dyn Store>,
+        settings: &AuthSettings,
+        key: Option<SecretKey>,
+    ) -> Result<Self> {
         let hasher = Hasher::new(settings.bcrypt_cost, crate::hashing::DEFAULT_QUEUE_TIMEOUT)?;
-        let jwt = JwtKeys::new(
-            &key,
-            settings.algorithm,
-            &settings.issuer,
-            settings.access_token_ttl,
-        );
+        let jwt = key.as_ref().map(|key| {
+            JwtKeys::new(
+                key,
+                settings.algorithm,
+                &settings.issuer,
+                settings.access_token_ttl,
+            )
+        });
         Ok(AuthService {
             store,
             hasher,
@@ -245,7 +259,7 @@ impl AuthService {
 
     /// The user behind an access token, if its session is alive and the user active.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let claims = self.jwt.verify(access_token).map_err(|f| match f {
+        let claims = self.jwt()?.verify(access_token).map_err(|f| match f {
             JwtFailure::Expired => Error::InvalidToken("access token expired"),
             JwtFailure::Invalid => Error::InvalidToken("access token invalid"),
         })?;
@@ -271,7 +285,7 @@ impl AuthService {
         let token =
             RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
         let digest = token.digest();
-        let successor = token.successor(&self.key);
+        let successor = token.successor(self.key()?);
         let now = Utc::now();
 
         let mut tx = self.store.begin_rotation().await?;
@@ -366,7 +380,7 @@ impl AuthService {
         let token = token.trim();
         if jwt::looks_like_jwt(token) {
             let claims = self
-                .jwt
+                .jwt()?
                 .verify_ignoring_expiry(token)
                 .map_err(|_| Error::InvalidToken("not signed by this server's key"))?;
             return claims.family_id();
@@ -416,7 +430,7 @@ impl AuthService {
         let token = token.trim();
         let now = Utc::now();
         if jwt::looks_like_jwt(token) {
-            let claims = self.jwt.verify_ignoring_expiry(token).map_err(|_| {
+            let claims = self.jwt()?.verify_ignoring_expiry(token).map_err(|_| {
                 Error::InvalidToken("not a valid token signed by this server's key")
             })?;
             let family = claims.family_id()?;
@@ -485,11 +499,12 @@ impl AuthService {
         refresh: RefreshToken,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let jwt = self.jwt()?;
         Ok(TokenPair {
-            access_token: self.jwt.issue(user, family, now)?,
+            access_token: jwt.issue(user, family, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
-            expires_in: self.jwt.ttl().as_secs(),
+            expires_in: jwt.ttl().as_secs(),
         })
     }
 }
@@ -507,6 +522,8 @@ pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> 
     }
 }
 
+/// The stored signing key, generated and stored first if there is none (only `serve`
+/// and `migrate` come here: see `signing_key.rs`).
 async fn resolve_stored_key(store: &dyn Store) -> Result<SecretKey> {
     let fresh = SecretKey::generate();
     let stored = store
