@@ -36,6 +36,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "migrate" -d 'Apply 
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "user" -d 'Manage users'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "token" -d 'Inspect, revoke and prune tokens'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -180,6 +181,24 @@ complete -c authctl -n "__fish_authctl_using_subcommand health" -l log-level -d 
 complete -c authctl -n "__fish_authctl_using_subcommand health" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
@@ -199,15 +218,16 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health config completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
@@ -217,3 +237,4 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'

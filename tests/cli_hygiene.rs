@@ -596,3 +596,89 @@ async fn migrate_stores_the_key_that_serve_signs_with_and_commands_verify_with(b
     assert_eq!(query_rows(&url, settings).await, stored, "one key, kept");
     app.shutdown().await;
 }
+
+#[test]
+fn config_check_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("authctl.toml"),
+        "[auth]\nbcrypt_cost = 5\n[server]\nbind = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "AUTHCTL_ISSUER=from-dotenv\n").unwrap();
+    let out = bare()
+        .current_dir(dir.path())
+        .env("SECRET_KEY", KEY)
+        .env(
+            "DATABASE_URL",
+            "postgres://app:Pw1@sec:ret@db/app?sslmode=disable&password=Pw1q",
+        )
+        .args([
+            "--log-level",
+            "debug",
+            "config",
+            "check",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [KEY, "Pw1", "sec:ret"] {
+        assert!(!all.contains(secret), "leaked {secret}: {all}");
+    }
+    let report = stdout_json(&out);
+    let settings = &report["settings"];
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["dotenv"], true);
+    assert_eq!(settings["auth.bcrypt_cost"], "5", "from the file");
+    assert_eq!(settings["server.bind"], "127.0.0.1:9999");
+    assert_eq!(settings["auth.issuer"], "from-dotenv");
+    assert_eq!(settings["auth.access_token_ttl"], "30m", "the default");
+    assert_eq!(
+        settings["database.url"],
+        "postgres://app:***@db/app?sslmode=disable&password=***"
+    );
+    assert!(
+        settings["auth.secret_key"]
+            .as_str()
+            .unwrap()
+            .contains("redacted")
+    );
+    // The table form says it is valid; nothing touched a database.
+    bare()
+        .current_dir(dir.path())
+        .args(["config", "check"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("configuration is valid")
+                .and(predicate::str::contains("auth.bcrypt_cost")),
+        );
+    assert!(!dir.path().join("authctl.db").exists());
+
+    // Invalid anywhere: exit 7 naming the key or variable.
+    bare()
+        .current_dir(dir.path())
+        .env("AUTHCTL_ACCESS_TOKEN_TTL", "soon")
+        .args(["config", "check"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("AUTHCTL_ACCESS_TOKEN_TTL"));
+    std::fs::write(dir.path().join("authctl.toml"), "[auth]\nbcrypt = 5\n").unwrap();
+    bare()
+        .current_dir(dir.path())
+        .args(["config", "check", "--output", "json"])
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("bcrypt"));
+}

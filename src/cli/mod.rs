@@ -1,6 +1,7 @@
 //! The command line: one file per group of subcommands, each a thin
 //! parse → service → print over the same core that `serve` uses.
 
+mod config_check;
 mod health;
 mod ops;
 mod output;
@@ -68,6 +69,9 @@ pub enum Command {
     Token(TokenCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
+    /// Check the configuration and show the effective settings, secrets redacted
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the OpenAPI document (no server needed)
@@ -186,7 +190,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         _ => {}
     }
-    let settings = config::load(&cli.overrides())?;
+    let overrides = cli.overrides();
+    let settings = config::load(&overrides)?;
     // Only the server logs at info by default; commands stay quiet unless asked.
     let level = match (&cli.command, &cli.log_level) {
         (Command::Serve(_), _) | (_, Some(_)) => settings.log_level.clone(),
@@ -199,6 +204,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => ops::serve(settings, args).await.map(|()| 0),
         Command::Migrate(args) => ops::migrate(&settings, &args).await.map(|()| 0),
         Command::Health(args) => Ok(health::run(&settings, &args).await),
+        Command::Config(cmd) => Ok(config_check::run(&settings, &overrides, cmd)),
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),

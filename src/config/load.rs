@@ -144,6 +144,15 @@ const EXCLUSIVE: &[(&str, &str)] = &[
     ("auth.refresh_token_ttl", "auth.refresh_token_expire_days"),
 ];
 
+/// Every setting's TOML key and environment variables, in table order; and the keys
+/// that are only another form of one listed before them (the legacy integer TTLs).
+pub(super) fn keys() -> impl Iterator<Item = (&'static str, &'static [&'static str], bool)> {
+    SETTINGS.iter().map(|s| {
+        let alias = EXCLUSIVE.iter().any(|(_, legacy)| *legacy == s.key);
+        (s.key, s.env, alias)
+    })
+}
+
 /// Loads the configuration from the process environment, `./.env` (only in the
 /// working directory; the real environment wins) and the given flags.
 pub fn load(overrides: &Overrides) -> Result<Settings> {

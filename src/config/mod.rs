@@ -20,6 +20,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::store::StoreOptions;
 
+pub mod check;
 pub mod dotenv;
 mod load;
 pub mod types;
