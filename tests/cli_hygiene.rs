@@ -79,25 +79,33 @@ fn add_user(url: &str, email: &str, username: &str) -> i64 {
     stdout_json(&out)["id"].as_i64().expect("id")
 }
 
+/// Runs `$body` with `$conn` connected to the test database, whichever backend.
+macro_rules! with_conn {
+    ($url:expr, |$conn:ident| $body:expr) => {{
+        use sqlx::Connection;
+        if $url.starts_with("sqlite") {
+            let mut $conn = sqlx::SqliteConnection::connect($url).await.unwrap();
+            let out = $body;
+            $conn.close().await.unwrap();
+            out
+        } else {
+            let mut $conn = sqlx::PgConnection::connect($url).await.unwrap();
+            let out = $body;
+            $conn.close().await.unwrap();
+            out
+        }
+    }};
+}
+
 /// Runs one statement on the test database directly, as an older authctl (or an
 /// operator) could have left it.
 async fn exec_sql(url: &str, sql: &str) {
-    use sqlx::Connection;
-    if url.starts_with("sqlite") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    with_conn!(url, |conn| {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut conn)
             .await
             .unwrap();
-        conn.close().await.unwrap();
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    })
 }
 
 /// `user list --output json` as (id, username, is_active).
@@ -383,14 +391,12 @@ fn writing_to_a_closed_pipe_ends_quietly_with_exit_0() {
 
 /// Rows as text, for before/after comparisons.
 async fn query_rows(url: &str, sql: &str) -> Vec<String> {
-    use sqlx::{Connection, Row};
-    let rows: Vec<String> = if url.starts_with("sqlite") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+    use sqlx::Row;
+    with_conn!(url, |conn| {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_all(&mut conn)
             .await
-            .unwrap();
-        let out = rows
+            .unwrap()
             .iter()
             .map(|r| {
                 (0..r.len())
@@ -398,28 +404,8 @@ async fn query_rows(url: &str, sql: &str) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join("|")
             })
-            .collect();
-        conn.close().await.unwrap();
-        out
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        let out = rows
-            .iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.try_get::<String, _>(i).unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect();
-        conn.close().await.unwrap();
-        out
-    };
-    rows
+            .collect()
+    })
 }
 
 /// The SQLite database file's path, or `None` on PostgreSQL.
