@@ -32,6 +32,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
+            cand config 'Check the configuration and show the effective settings, secrets redacted'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -274,6 +275,33 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;keys;help;help'= {
         }
+        &'authctl;config'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand check 'Validate the configuration and print the effective settings, secrets redacted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;config;check'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;config;help'= {
+            cand check 'Validate the configuration and print the effective settings, secrets redacted'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;config;help;check'= {
+        }
+        &'authctl;config;help;help'= {
+        }
         &'authctl;completions'= {
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -306,6 +334,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
+            cand config 'Check the configuration and show the effective settings, secrets redacted'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -358,6 +387,11 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;keys;rotate'= {
         }
         &'authctl;help;keys;retire'= {
+        }
+        &'authctl;help;config'= {
+            cand check 'Validate the configuration and print the effective settings, secrets redacted'
+        }
+        &'authctl;help;config;check'= {
         }
         &'authctl;help;completions'= {
         }

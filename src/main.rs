@@ -4,8 +4,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     authctl::install_crypto_provider();
-    // A .env file in the working directory fills in unset environment variables.
-    let _ = dotenvy::dotenv();
     let cli = authctl::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

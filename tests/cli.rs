@@ -86,6 +86,11 @@ async fn tokens(app: &TestApp, username: &str) -> (String, String) {
 
 async fn migrate_applies_pending_migrations_once_and_lists_them(backend: Backend) {
     let db = TestDb::new(&backend).await;
+    // An empty SQLite file is an empty database (a missing one is an error for every
+    // command but `migrate` and `serve`: tests/cli_hygiene.rs).
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        std::fs::write(path, b"").unwrap();
+    }
     let out = authctl(&db.url)
         .args(["migrate", "--status", "--output", "json"])
         .output()

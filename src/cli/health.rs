@@ -1,5 +1,6 @@
 //! `authctl health`: probes a running server. Also the image's HEALTHCHECK.
 
+use super::output::outln;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::HealthArgs;
@@ -56,7 +57,7 @@ pub async fn run(settings: &Settings, args: &HealthArgs) -> u8 {
     };
     match client.get(&url).send().await {
         Ok(resp) if resp.status().is_success() => {
-            println!("healthy: {url} answered {}", resp.status().as_u16());
+            outln!("healthy: {url} answered {}", resp.status().as_u16());
             0
         }
         Ok(resp) => {

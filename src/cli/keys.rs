@@ -6,10 +6,11 @@ use clap::{Args, Subcommand};
 use jsonwebtoken::Algorithm;
 
 use super::open_service;
-use super::output::{self, OutputFormat};
+use super::output::{self, OutputFormat, outln};
 use crate::config::Settings;
 use crate::error::Result;
 use crate::service::keys::KeyInfo;
+use crate::store::Access;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -46,7 +47,11 @@ pub struct RetireArgs {
 }
 
 pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<u8> {
-    let service = open_service(settings).await?;
+    let access = match cmd {
+        KeysCommand::List(_) => Access::ReadOnly,
+        _ => Access::ReadWrite,
+    };
+    let service = open_service(settings, access).await?;
     match cmd {
         KeysCommand::List(args) => {
             let keys = service.list_keys().await?;
@@ -59,10 +64,11 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<u8> {
             let key = service.rotate_keys(args.algorithm).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&key),
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "new current key {} ({}); the previous one verifies until its tokens expire; \
                      running servers pick it up within seconds",
-                    key.kid, key.alg
+                    key.kid,
+                    key.alg
                 ),
             }
         }
@@ -72,7 +78,7 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<u8> {
                 OutputFormat::Json => {
                     output::print_json(&serde_json::json!({ "retired": args.kid }))
                 }
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "retired key {}: tokens it signed are refused from now on",
                     args.kid
                 ),
@@ -94,5 +100,5 @@ fn print_table(keys: &[KeyInfo]) {
             k.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per group of subcommands, each a thin
 //! parse → service → print over the same core that `serve` uses.
 
+mod config_check;
 mod health;
 mod keys;
 mod ops;
@@ -8,6 +9,7 @@ mod output;
 mod token;
 mod user;
 
+use output::outln;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, LogFormat, Overrides, Settings};
 use crate::error::{Error, Result};
 use crate::service::AuthService;
-use crate::store::{self, Store};
+use crate::store::{self, Access, Store, StoreOptions};
 
 pub use ops::{generate_completions, generate_man_pages};
 pub use output::OutputFormat;
@@ -71,6 +73,9 @@ pub enum Command {
     /// List, rotate and retire the signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Check the configuration and show the effective settings, secrets redacted
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the OpenAPI document (no server needed)
@@ -184,12 +189,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             return Ok(0);
         }
         Command::Openapi => {
-            println!("{}", crate::http::docs::openapi_json()?);
+            outln!("{}", crate::http::docs::openapi_json()?);
             return Ok(0);
         }
         _ => {}
     }
-    let settings = config::load(&cli.overrides())?;
+    let overrides = cli.overrides();
+    let settings = config::load(&overrides)?;
     // Only the server logs at info by default; commands stay quiet unless asked.
     let level = match (&cli.command, &cli.log_level) {
         (Command::Serve(_), _) | (_, Some(_)) => settings.log_level.clone(),
@@ -202,6 +208,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Serve(args) => ops::serve(settings, args).await.map(|()| 0),
         Command::Migrate(args) => ops::migrate(&settings, &args).await.map(|()| 0),
         Command::Health(args) => Ok(health::run(&settings, &args).await),
+        Command::Config(cmd) => Ok(config_check::run(&settings, &overrides, cmd)),
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
@@ -210,9 +217,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Opens the store and checks the schema is current (commands never migrate on their
-/// own; `authctl migrate` or `serve` does).
-async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
-    let store = store::connect(settings)?;
+/// own; `authctl migrate` or `serve` does). Read-only commands pass
+/// [`Access::ReadOnly`]: they write nothing, not even a missing SQLite file.
+async fn open_store(settings: &Settings, access: Access) -> Result<Arc<dyn Store>> {
+    let store = store::connect(StoreOptions {
+        access,
+        ..StoreOptions::from(settings)
+    })?;
     store.ping().await?;
     if !store.schema_is_current().await? {
         return Err(Error::schema_not_current());
@@ -220,7 +231,9 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn open_service(settings: &Settings) -> Result<AuthService> {
-    let store = open_store(settings).await?;
+/// The service for a command: it never creates a signing key (only `serve` and
+/// `migrate` do).
+async fn open_service(settings: &Settings, access: Access) -> Result<AuthService> {
+    let store = open_store(settings, access).await?;
     AuthService::new(store, &settings.auth).await
 }

@@ -1,5 +1,6 @@
 //! `serve`, `migrate`, `completions` and the asset generator.
 
+use super::output::outln;
 use std::path::Path;
 
 use super::output::{self, OutputFormat};
@@ -7,7 +8,7 @@ use super::{MigrateArgs, ServeArgs};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::server::{self, ServeOptions};
-use crate::store;
+use crate::store::{self, Access, StoreOptions};
 
 pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
     let running = server::spawn(
@@ -29,7 +30,16 @@ pub async fn serve(settings: Settings, args: ServeArgs) -> Result<()> {
 }
 
 pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
-    let store = store::connect(settings)?;
+    // `--status` only reads; applying creates a missing SQLite file (mode 0600).
+    let access = if args.status {
+        Access::ReadOnly
+    } else {
+        Access::Create
+    };
+    let store = store::connect(StoreOptions {
+        access,
+        ..StoreOptions::from(settings)
+    })?;
     if args.status {
         let status = store.migration_status().await?;
         match args.output {
@@ -43,7 +53,7 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
                         if m.applied { "applied" } else { "pending" }.to_string(),
                     ]);
                 }
-                println!("{t}");
+                outln!("{t}");
             }
         }
     } else {
@@ -53,8 +63,8 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
         crate::service::keys::provision(store.as_ref(), &settings.auth).await?;
         match args.output {
             OutputFormat::Json => output::print_json(&serde_json::json!({ "applied": applied })),
-            OutputFormat::Table if applied.is_empty() => println!("database is up to date"),
-            OutputFormat::Table => println!("applied {} migration(s): {applied:?}", applied.len()),
+            OutputFormat::Table if applied.is_empty() => outln!("database is up to date"),
+            OutputFormat::Table => outln!("applied {} migration(s): {applied:?}", applied.len()),
         }
     }
     store.close().await;
@@ -63,7 +73,10 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
 
 pub fn completions(shell: clap_complete::Shell) {
     let mut cmd = super::command();
-    clap_complete::generate(shell, &mut cmd, "authctl", &mut std::io::stdout());
+    // Rendered first: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "authctl", &mut script);
+    output::write_bytes(&script);
 }
 
 /// Completion scripts for every supported shell, as (file name, contents).
@@ -135,7 +148,7 @@ pub fn generate_assets(dir: &Path) -> Result<()> {
     };
     write("completions", generate_completions())?;
     write("man", generate_man_pages()?)?;
-    println!(
+    outln!(
         "wrote {}/completions and {}/man",
         dir.display(),
         dir.display()

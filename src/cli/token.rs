@@ -1,5 +1,6 @@
 //! `authctl token …`
 
+use super::output::outln;
 use std::io::Read;
 
 use clap::{ArgGroup, Args};
@@ -11,6 +12,7 @@ use crate::config::Settings;
 use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::{Error, Result};
 use crate::service::Inspection;
+use crate::store::Access;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -70,7 +72,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
     match cmd {
         TokenCommand::Inspect(args) => {
             let token = token_arg(&args.token)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadOnly).await?;
             let inspection = service.inspect(&token).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&inspection),
@@ -84,7 +86,7 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             })
         }
         TokenCommand::RevokeFamily(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let report = if let Some(user) = &args.user {
                 let (user, n) = service.revoke_user(user).await?;
                 Revoked {
@@ -113,20 +115,21 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
             match args.output {
                 OutputFormat::Json => output::print_json(&report),
                 OutputFormat::Table => match report.user_id {
-                    Some(id) => println!("revoked {} session(s) of user {id}", report.count),
-                    None => println!("revoked family {}", report.revoked_families.join(", ")),
+                    Some(id) => outln!("revoked {} session(s) of user {id}", report.count),
+                    None => outln!("revoked family {}", report.revoked_families.join(", ")),
                 },
             }
             Ok(0)
         }
         TokenCommand::Prune(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let report = service.prune().await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&report),
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "pruned {} expired token(s) and {} session(s)",
-                    report.tokens, report.families
+                    report.tokens,
+                    report.families
                 ),
             }
             Ok(0)

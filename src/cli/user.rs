@@ -1,5 +1,6 @@
 //! `authctl user …`
 
+use super::output::outln;
 use std::io::{BufRead, IsTerminal};
 
 use clap::Args;
@@ -10,7 +11,7 @@ use super::{UserCommand, open_service};
 use crate::config::Settings;
 use crate::domain::{Email, Password, UserRef, Username};
 use crate::error::{Error, Result};
-use crate::store::User;
+use crate::store::{Access, User};
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -81,13 +82,13 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 return Err(Error::Validation(errors));
             };
             let password = read_password(args.password_stdin)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let user = service
                 .add_user(email, username, &password, !args.inactive)
                 .await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&user),
-                OutputFormat::Table => println!(
+                OutputFormat::Table => outln!(
                     "created user {} ({} <{}>){}",
                     user.id,
                     user.username,
@@ -97,7 +98,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
             }
         }
         UserCommand::List(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadOnly).await?;
             let users = service.list_users(args.limit).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&users),
@@ -112,28 +113,28 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                             u.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                 }
             }
         }
         UserCommand::Disable(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_active(&args.user, false).await?;
             print_changed(args.output, &user, revoked, "disabled");
         }
         UserCommand::Enable(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_active(&args.user, true).await?;
             print_changed(args.output, &user, revoked, "enabled");
         }
         UserCommand::Delete(args) => {
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let user = service.delete_user(&args.user).await?;
             print_changed(args.output, &user, 0, "deleted");
         }
         UserCommand::SetPassword(args) => {
             let password = read_password(args.password_stdin)?;
-            let service = open_service(settings).await?;
+            let service = open_service(settings, Access::ReadWrite).await?;
             let (user, revoked) = service.set_password(&args.user, &password).await?;
             print_changed(OutputFormat::Table, &user, revoked, "password changed for");
         }
@@ -147,9 +148,10 @@ fn print_changed(format: OutputFormat, user: &User, revoked: u64, what: &str) {
             user,
             revoked_sessions: revoked,
         }),
-        OutputFormat::Table => println!(
+        OutputFormat::Table => outln!(
             "{what} user {} ({}); {revoked} session(s) revoked",
-            user.id, user.username
+            user.id,
+            user.username
         ),
     }
 }

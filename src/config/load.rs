@@ -154,9 +154,24 @@ const EXCLUSIVE: &[(&str, &str)] = &[
     ("auth.refresh_token_ttl", "auth.refresh_token_expire_days"),
 ];
 
-/// Loads the configuration from the process environment and the given flags.
+/// Every setting's TOML key and environment variables, in table order; and the keys
+/// that are only another form of one listed before them (the legacy integer TTLs).
+pub(super) fn keys() -> impl Iterator<Item = (&'static str, &'static [&'static str], bool)> {
+    SETTINGS.iter().map(|s| {
+        let alias = EXCLUSIVE.iter().any(|(_, legacy)| *legacy == s.key);
+        (s.key, s.env, alias)
+    })
+}
+
+/// Loads the configuration from the process environment, `./.env` (only in the
+/// working directory; the real environment wins) and the given flags.
 pub fn load(overrides: &Overrides) -> Result<Settings> {
-    load_with(overrides, &|name| std::env::var(name).ok())
+    let dotenv = super::dotenv::read(Path::new("."))?;
+    load_with(overrides, &|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| dotenv.get(name).cloned())
+    })
 }
 
 /// Loads the configuration with an explicit environment lookup, so tests need not

@@ -1,7 +1,8 @@
 //! Configuration: the [`Settings`] every part of authctl runs with, and their
 //! defaults. [`load`](load::load) builds them from built-in defaults, then the TOML
-//! file (`--config FILE`, else `./authctl.toml` if present), then the environment (a
-//! `.env` file is loaded into it by `main`), then command-line flags; [`types`] holds
+//! file (`--config FILE`, else `./authctl.toml` if present), then the environment
+//! (where the real environment leaves a variable unset, [`dotenv`] fills it in from
+//! `./.env`), then command-line flags; [`types`] holds
 //! the values and their parsers. An unknown file key or an unparsable value is an
 //! [`Error::Config`](crate::Error::Config) that names the key or variable.
 //!
@@ -19,6 +20,8 @@ use jsonwebtoken::Algorithm;
 
 use crate::store::StoreOptions;
 
+pub mod check;
+pub mod dotenv;
 mod load;
 pub mod types;
 
@@ -149,6 +152,7 @@ pub struct Overrides {
 impl From<&Settings> for StoreOptions {
     fn from(s: &Settings) -> Self {
         StoreOptions {
+            access: crate::store::Access::default(),
             url: s.database_url.clone(),
             pool_min: s.pool_min,
             pool_max: s.pool_max,

@@ -1,9 +1,11 @@
 //! Usernames: the characters and length allowed, and the case-folded form that
-//! identifies them.
+//! identifies them. A username is never all digits, so that an all-digit USER on the
+//! command line is always a user id (SPEC §7) and can never name another account.
 
 use std::fmt;
 
-/// A username: 3–32 characters of `[A-Za-z0-9_.-]`, compared case-insensitively.
+/// A username: 3–32 characters of `[A-Za-z0-9_.-]`, not all digits, compared
+/// case-insensitively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
@@ -25,6 +27,9 @@ impl Username {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             return Err("may only contain letters, digits, '_', '.' and '-'".into());
+        }
+        if raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("must not be all digits (an all-digit name reads as a user id)".into());
         }
         Ok(Username(raw.to_owned()))
     }
@@ -65,6 +70,8 @@ mod tests {
             "ab@c",
             "äbc",
             "abc\0",
+            "001",
+            "12345",
         ] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }

@@ -120,6 +120,7 @@ mod tests {
             url: crate::config::DatabaseUrl::parse(&url).unwrap(),
             pool_min: 0,
             pool_max: 4,
+            access: store::Access::Create,
         })
         .unwrap();
         db.migrate().await.unwrap();

@@ -21,6 +21,7 @@
 pub mod keys;
 mod metrics;
 mod sessions;
+mod user_ref;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,11 +160,9 @@ impl AuthService {
         Ok(user)
     }
 
+    /// The user a USER reference names, never another account (see `user_ref.rs`).
     pub async fn find_user(&self, user: &UserRef) -> Result<User> {
-        self.store
-            .find_user(user)
-            .await?
-            .ok_or_else(|| Error::NotFound(user.to_string()))
+        self.resolve_user_ref(user).await
     }
 
     pub async fn list_users(&self, limit: u32) -> Result<Vec<User>> {

@@ -260,9 +260,23 @@ pub fn connect(options: impl Into<StoreOptions>) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// What a command may do to the database (SPEC §8: read-only commands never write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// `serve` and `migrate`: a missing SQLite file is created (mode 0600).
+    #[default]
+    Create,
+    /// Commands that change rows: the database must exist already.
+    ReadWrite,
+    /// Read-only commands: the database must exist, and nothing is written (SQLite is
+    /// opened read-only; PostgreSQL sessions default to read-only transactions).
+    ReadOnly,
+}
+
 /// What opening a store needs: where the database is and how many connections to keep.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    pub access: Access,
     pub url: DatabaseUrl,
     /// Connections kept open even when idle.
     pub pool_min: u32,

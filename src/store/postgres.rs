@@ -31,6 +31,12 @@ impl PgStore {
                 Error::config(format!("DATABASE_URL is not a usable PostgreSQL URL: {e}"))
             })?
             .application_name("authctl");
+        // Read-only commands: the server refuses any write in their sessions.
+        let options = if store.access == super::Access::ReadOnly {
+            options.options([("default_transaction_read_only", "on")])
+        } else {
+            options
+        };
         let pool = PgPoolOptions::new()
             .min_connections(store.pool_min)
             .max_connections(store.pool_max.max(1))

@@ -1,14 +1,22 @@
 //! SQLite: the embedded default. WAL mode, a busy timeout, and `BEGIN IMMEDIATE` for
 //! every write transaction, so concurrent rotations queue for the write lock instead
 //! of failing with "database is locked".
+//!
+//! The file holds the signing key and the password hashes, so authctl creates it
+//! itself, mode 0600 (owner only), before SQLite opens it; SQLite gives the `-wal` and
+//! `-shm` files the mode of the database file. An existing file keeps its mode. Only
+//! [`Access::Create`] (`serve`, `migrate`) creates the file: other commands on a
+//! missing file fail with "does not exist" (exit 6), and read-only commands open the
+//! database read-only, so they cannot change a byte of it.
 
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
-use super::StoreOptions;
+use super::{Access, StoreOptions};
 use crate::error::{Error, Result};
 
 pub struct SqliteStore {
@@ -31,11 +39,29 @@ impl SqliteStore {
         let url = store.url.expose();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| Error::config(format!("DATABASE_URL is not a usable SQLite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        if !is_in_memory(url) {
+            let path = options.get_filename().to_owned();
+            match store.access {
+                Access::Create => create_private(&path)?,
+                Access::ReadWrite | Access::ReadOnly if !path.exists() => {
+                    return Err(Error::Unavailable(format!(
+                        "the SQLite database {} does not exist; `authctl migrate` creates it",
+                        path.display()
+                    )));
+                }
+                Access::ReadWrite | Access::ReadOnly => {}
+            }
+        }
+        let options = match store.access {
+            // No journal-mode pragma either: switching to WAL would write the header.
+            Access::ReadOnly => options.read_only(true).create_if_missing(false),
+            Access::Create | Access::ReadWrite => options
+                .create_if_missing(store.access == Access::Create)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal),
+        };
         let pool = SqlitePoolOptions::new()
             .min_connections(store.pool_min)
             .max_connections(store.pool_max.max(1))
@@ -47,6 +73,29 @@ impl SqliteStore {
             pool,
             lane: super::lane::ReadLane::new(store.pool_max),
         })
+    }
+}
+
+/// `sqlite::memory:` and `?mode=memory` never touch a file.
+fn is_in_memory(url: &str) -> bool {
+    let url = url.to_ascii_lowercase();
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Creates an empty database file readable by its owner only, unless it exists. An
+/// empty file is a valid empty SQLite database.
+fn create_private(path: &Path) -> Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Unavailable(format!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        ))),
     }
 }
 
