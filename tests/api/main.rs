@@ -11,6 +11,7 @@ mod edge;
 mod health;
 mod me;
 mod no_store;
+mod prune;
 mod rate_limit;
 mod refresh;
 mod register;
