@@ -15,59 +15,41 @@ crate::on_both_backends!(a_prune_of_several_batches_removes_and_reports_every_ex
 /// Inserts `n` sessions of `user`, each with one token that expired long ago, in bulk
 /// SQL (two statements), as a database that was never pruned would hold them.
 async fn seed_expired(app: &TestApp, user: i64, n: i64) {
-    match &app.settings.database_url {
-        url if url.is_postgres() => {
-            let pool = sqlx::PgPool::connect(url.expose()).await.expect("pg pool");
-            sqlx::query(
-                "INSERT INTO token_families (id, user_id, created_at) \
-                 SELECT md5(i::text)::uuid, $1, now() - interval '30 days' \
-                 FROM generate_series(1, $2) i",
-            )
-            .bind(user)
-            .bind(n)
-            .execute(&pool)
-            .await
-            .expect("seed families");
-            sqlx::query(
-                "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
-                 SELECT decode(md5(i::text) || md5('t' || i::text), 'hex'), md5(i::text)::uuid, \
-                 now() - interval '30 days', now() - interval '29 days' \
-                 FROM generate_series(1, $2) i",
-            )
-            .bind(user)
-            .bind(n)
-            .execute(&pool)
-            .await
-            .expect("seed tokens");
-            pool.close().await;
+    // Both statements take the user as $1 and the count as $2.
+    let url = &app.settings.database_url;
+    if url.is_postgres() {
+        let pool = sqlx::PgPool::connect(url.expose()).await.expect("pg pool");
+        for sql in [
+            "INSERT INTO token_families (id, user_id, created_at) \
+             SELECT md5(i::text)::uuid, $1, now() - interval '30 days' \
+             FROM generate_series(1, $2) i",
+            "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+             SELECT decode(md5(i::text) || md5('t' || i::text), 'hex'), md5(i::text)::uuid, \
+             now() - interval '30 days', now() - interval '29 days' \
+             FROM generate_series(1, $2) i WHERE $1 > 0",
+        ] {
+            let q = sqlx::query(sql).bind(user).bind(n);
+            q.execute(&pool).await.expect(sql);
         }
-        url => {
-            let pool = sqlx::SqlitePool::connect(url.expose())
-                .await
-                .expect("sqlite pool");
-            let numbers =
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) ";
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{numbers} INSERT INTO token_families (id, user_id, created_at) \
-                 SELECT CAST(printf('%016d', i) AS BLOB), $1, '2020-01-01T00:00:00+00:00' FROM n"
-            )))
-            .bind(user)
-            .bind(n)
-            .execute(&pool)
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url.expose())
             .await
-            .expect("seed families");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{numbers} INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
-                 SELECT CAST(printf('%032d', i) AS BLOB), CAST(printf('%016d', i) AS BLOB), \
-                 '2020-01-01T00:00:00+00:00', '2020-01-02T00:00:00+00:00' FROM n WHERE $1 = $1"
-            )))
-            .bind(user)
-            .bind(n)
-            .execute(&pool)
-            .await
-            .expect("seed tokens");
-            pool.close().await;
+            .expect("sqlite pool");
+        for sql in [
+            "INSERT INTO token_families (id, user_id, created_at) \
+             SELECT CAST(printf('%016d', i) AS BLOB), $1, '2020-01-01T00:00:00+00:00' FROM n",
+            "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+             SELECT CAST(printf('%032d', i) AS BLOB), CAST(printf('%016d', i) AS BLOB), \
+             '2020-01-01T00:00:00+00:00', '2020-01-02T00:00:00+00:00' FROM n WHERE $1 > 0",
+        ] {
+            let sql = format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) {sql}"
+            );
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user).bind(n);
+            q.execute(&pool).await.expect("seed");
         }
+        pool.close().await;
     }
 }
 
