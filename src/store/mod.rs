@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod url;
 
+pub use sql::{PRUNE_ORPHANS_SQL, PRUNE_REVOKED_SQL, PRUNE_TOKENS_SQL};
 pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).

@@ -53,6 +53,39 @@ async fn seed_expired(app: &TestApp, user: i64, n: i64) {
     }
 }
 
+/// Every prune statement can run on an index: with sequential scans priced out,
+/// PostgreSQL's plan has none (SQLite's plans are checked in `store::sqlite`).
+async fn assert_postgres_prunes_by_index(app: &TestApp) {
+    use authctl::store::{PRUNE_ORPHANS_SQL, PRUNE_REVOKED_SQL, PRUNE_TOKENS_SQL};
+    let pool = sqlx::PgPool::connect(app.settings.database_url.expose())
+        .await
+        .expect("pg pool");
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("set");
+    let cutoff = "now()";
+    let orphans = format!("{PRUNE_ORPHANS_SQL}'00000000-0000-0000-0000-000000000001'::uuid)");
+    for sql in [
+        PRUNE_TOKENS_SQL.replace("$1", cutoff).replace("$2", "500"),
+        orphans,
+        PRUNE_REVOKED_SQL.replace("$1", cutoff).replace("$2", "500"),
+    ] {
+        let plan: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+        let plan: Vec<String> = plan.into_iter().map(|r| r.0).collect();
+        assert!(
+            plan.iter().all(|step| !step.contains("Seq Scan")),
+            "{sql}: {plan:#?}"
+        );
+    }
+    drop(conn);
+    pool.close().await;
+}
+
 async fn registered(app: &TestApp, name: &str) -> i64 {
     let r = app
         .register(&format!("{name}@example.com"), name, PASSWORD)
@@ -79,6 +112,9 @@ async fn a_prune_of_several_batches_removes_and_reports_every_expired_row(backen
     // A live session is left alone.
     let (access, _) = app.user_with_tokens("live").await;
 
+    if app.settings.database_url.is_postgres() {
+        assert_postgres_prunes_by_index(&app).await;
+    }
     let report = prune_json(&app).await;
     assert_eq!(report["tokens"], n, "{report}");
     assert_eq!(report["families"], n, "{report}");
