@@ -28,6 +28,7 @@ pub mod sqlite;
 pub mod url;
 
 pub use pool_stats::PoolStats;
+pub use sql::{PRUNE_ORPHANS_SQL, PRUNE_REVOKED_SQL, PRUNE_TOKENS_SQL};
 pub use url::DatabaseUrl;
 
 /// A user as every surface shows it (never with its password hash).
@@ -108,9 +109,9 @@ pub struct MigrationState {
 }
 
 /// The most rows of each kind (expired tokens, long-revoked families) one prune
-/// batch deletes: small enough that a batch holds SQLite's write lock for a few tens
-/// of milliseconds (README, "Pruning", has the measurements).
-pub const PRUNE_BATCH: i64 = 1000;
+/// batch deletes: small enough that a batch holds SQLite's write lock for about 10 ms
+/// (README, "Pruning", has the measurements).
+pub const PRUNE_BATCH: i64 = 500;
 
 /// What `prune` removed.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

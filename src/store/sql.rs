@@ -392,6 +392,12 @@ macro_rules! sql_store {
                 loop {
                     let started = std::time::Instant::now();
                     let batch = self.prune_batch(now, revoked_before).await?;
+                    tracing::debug!(
+                        tokens = batch.tokens,
+                        families = batch.families,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "prune batch"
+                    );
                     report.tokens += batch.tokens;
                     report.families += batch.families;
                     let limit = $crate::store::PRUNE_BATCH as u64;

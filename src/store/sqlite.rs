@@ -112,3 +112,57 @@ rate_limit_store!(
 );
 pool_stats!(SqliteStore);
 keys_store!(SqliteStore, begin_immediate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::sql::{PRUNE_ORPHANS_SQL, PRUNE_REVOKED_SQL, PRUNE_TOKENS_SQL};
+
+    /// SQLite's plan for `sql`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
+    #[tokio::test]
+    async fn every_prune_statement_searches_an_index_and_scans_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = SqliteStore::connect(&StoreOptions {
+            url: crate::store::DatabaseUrl::parse(&url).unwrap(),
+            pool_min: 0,
+            pool_max: 1,
+            access: crate::store::Access::Create,
+        })
+        .unwrap();
+        store.migrate().await.unwrap();
+        let cutoff = "'2026-01-01T00:00:00+00:00'";
+        for (sql, index) in [
+            (
+                PRUNE_TOKENS_SQL.replace("$1", cutoff).replace("$2", "500"),
+                "refresh_tokens_expires_at",
+            ),
+            (
+                format!("{PRUNE_ORPHANS_SQL}x'01', x'02')"),
+                "refresh_tokens_family_id",
+            ),
+            (
+                PRUNE_REVOKED_SQL.replace("$1", cutoff).replace("$2", "500"),
+                "token_families_revoked_at",
+            ),
+        ] {
+            let steps = plan(&store, &sql).await;
+            assert!(steps.iter().any(|s| s.contains(index)), "{sql}: {steps:?}");
+            assert!(
+                steps.iter().all(|s| !s.starts_with("SCAN")),
+                "{sql}: {steps:?}"
+            );
+        }
+        store.close().await;
+    }
+}

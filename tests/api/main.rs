@@ -14,6 +14,7 @@ mod keys;
 mod me;
 mod metrics;
 mod no_store;
+mod prune;
 mod rate_limit;
 mod refresh;
 mod register;
