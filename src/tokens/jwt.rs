@@ -338,6 +338,52 @@ mod tests {
     }
 
     #[test]
+    fn stored_keys_sign_with_their_kid_and_only_the_legacy_key_takes_kid_less_tokens() {
+        let secret = b"0123456789abcdef0123456789abcdef-stored";
+        let stored = |kid: &'static str, current: bool| StoredKey {
+            kid,
+            alg: Algorithm::HS256,
+            private_key: secret,
+            current,
+        };
+        let ttl = Duration::from_secs(60);
+        let set = JwtKeys::from_stored([stored("k1", true)], "authctl", ttl).unwrap();
+        let t = set.issue(UserId(3), FamilyId::new(), Utc::now()).unwrap();
+        assert_eq!(set.verify(&t).unwrap().1.as_deref(), Some("k1"));
+        assert_eq!(set.current_kid(), Some("k1"));
+        assert!(set.jwks().keys.is_empty(), "an HMAC key is never published");
+
+        // The same secret without kid (a token from before rotation existed) verifies
+        // only where that secret was imported as the legacy key.
+        let static_set = JwtKeys::new(
+            &SecretKey::parse(std::str::from_utf8(secret).unwrap()).unwrap(),
+            Algorithm::HS256,
+            "authctl",
+            ttl,
+        );
+        let old = static_set
+            .issue(UserId(3), FamilyId::new(), Utc::now())
+            .unwrap();
+        assert_eq!(set.verify(&old), Err(JwtFailure::Invalid));
+        let legacy = JwtKeys::from_stored([stored(LEGACY_HMAC_KID, true)], "authctl", ttl).unwrap();
+        assert_eq!(legacy.verify(&old).unwrap().1, None);
+
+        // A kid this set does not hold is reported distinctly, so the caller can reload.
+        let other = JwtKeys::from_stored([stored("k2", true)], "authctl", ttl).unwrap();
+        let t2 = other.issue(UserId(3), FamilyId::new(), Utc::now()).unwrap();
+        assert_eq!(set.verify(&t2), Err(JwtFailure::UnknownKid("k2".into())));
+
+        // A verify-only set (no current key) cannot sign.
+        let verify_only = JwtKeys::from_stored([stored("k1", false)], "authctl", ttl).unwrap();
+        assert!(verify_only.verify(&t).is_ok());
+        assert!(
+            verify_only
+                .issue(UserId(3), FamilyId::new(), Utc::now())
+                .is_err()
+        );
+    }
+
+    #[test]
     fn expired_tokens_are_refused_beyond_the_leeway() {
         let k = keys();
         let t = k

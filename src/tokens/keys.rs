@@ -1,6 +1,5 @@
-//! Signing keys. Today one HMAC [`SecretKey`]; this is the seam where asymmetric
-//! signing keys (and their public JWKs) will go, so token code never reaches up into
-//! configuration for them.
+//! HMAC secrets: [`SecretKey`], the key `SECRET_KEY` gives (and the form generated HMAC
+//! keys and the grace secret take). Asymmetric keys are in [`super::signing`].
 
 use std::fmt;
 

@@ -4,6 +4,12 @@
 //! tokens. Nothing here touches the database or the network; the service loads rows
 //! of the `signing_keys` table into these types.
 //!
+//! The service signs and verifies through [`super::jwt::JwtKeys`], which holds HMAC
+//! and asymmetric keys in one set (a generated HS* key rotates like an EdDSA one) and
+//! uses [`SigningKeyPair`], [`PublicJwk`] and [`ReloadGate`] from here. [`KeyRing`] is
+//! the asymmetric-only ring these types were designed and tested with; fold it into
+//! `JwtKeys` or drop it when it is next touched.
+//!
 //! - **Storage.** A private key is kept as PKCS#8 DER, the form jsonwebtoken signs with
 //!   (`EncodingKey::from_ed_der` / `from_ec_der`); [`SigningKeyPair::from_pkcs8_der`]
 //!   re-derives everything else (public key, JWK, `kid`) from it, so a row cannot carry

@@ -48,6 +48,17 @@ async fn jwks(client: &reqwest::Client, base: &str) -> JwkSet {
     r.json().await.expect("a JWK Set")
 }
 
+/// The JWKS document as plain JSON, to look at its members.
+async fn raw_jwks(app: &crate::support::TestApp) -> serde_json::Value {
+    let r = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token)
         .unwrap()
@@ -83,15 +94,7 @@ async fn an_independent_verifier_checks_tokens_with_nothing_but_the_jwks(backend
         let me = json(app.me(&access).await).await;
         assert_eq!(claims.sub, me["id"].to_string());
         // Only public members are published.
-        let raw: serde_json::Value = app
-            .client
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let raw = raw_jwks(&app).await;
         assert!(raw["keys"][0].get("d").is_none(), "{raw}");
         assert_eq!(raw["keys"][0]["use"], "sig");
         app.shutdown().await;
@@ -126,15 +129,7 @@ async fn an_hs256_token_keyed_with_the_public_key_is_refused(backend: Backend) {
         jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&access)
             .unwrap()
             .claims;
-    let raw: serde_json::Value = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = raw_jwks(&app).await;
     let public = &raw["keys"][0];
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid_of(&access));
