@@ -39,9 +39,13 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, login,
-    /// liveness-under-login, register, refresh) [default: all]
+    /// liveness-under-login, register, refresh, login-limited, prune-under-me) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
+    /// Seed the database with this many users (three sessions each, a third of them
+    /// expired) in bulk SQL before measuring, e.g. 1000000 [default: 0; smoke: 2000]
+    #[arg(long, value_name = "N")]
+    seed_users: Option<u64>,
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     server_env: Vec<(String, String)>,
@@ -68,6 +72,10 @@ pub enum Scenario {
     Register,
     /// concurrent refresh-token rotation chains
     Refresh,
+    /// logins over quota (429s) with the memory and the database rate-limit store
+    LoginLimited,
+    /// `authctl token prune` while 8 connections call /me
+    PruneUnderMe,
 }
 
 impl Scenario {
@@ -80,6 +88,8 @@ impl Scenario {
             Scenario::LivenessUnderLogin => "liveness-under-login",
             Scenario::Register => "register",
             Scenario::Refresh => "refresh",
+            Scenario::LoginLimited => "login-limited",
+            Scenario::PruneUnderMe => "prune-under-me",
         }
     }
 }
@@ -122,6 +132,7 @@ pub struct Plan {
     pub client_threads: usize,
     pub profile: String,
     pub server_env: Vec<(String, String)>,
+    pub seed_users: u64,
     pub scenarios: Vec<Scenario>,
     pub backends: Vec<Backend>,
 }
@@ -167,6 +178,7 @@ impl Plan {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             client_threads: args.client_threads.max(1),
             server_env: args.server_env,
+            seed_users: args.seed_users.unwrap_or(if smoke { 2000 } else { 0 }),
             scenarios: if args.only.is_empty() {
                 Scenario::value_variants().to_vec()
             } else {
@@ -202,7 +214,8 @@ mod tests {
         let p = plan(&["--smoke"]).expect("plan");
         assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
         assert_eq!(p.measure, Duration::from_secs(1));
-        assert_eq!(p.scenarios.len(), 6);
+        assert_eq!(p.scenarios.len(), 8);
+        assert_eq!(p.seed_users, 2000);
         assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
     }
 

@@ -73,6 +73,17 @@ pub struct Server {
 
 impl Server {
     pub fn spawn(plan: &Plan, database_url: &str, work: &Path, n: usize) -> Result<Server, String> {
+        Server::spawn_with(plan, database_url, work, n, &[])
+    }
+
+    /// [`Server::spawn`] with `env` on top of the plan's.
+    pub fn spawn_with(
+        plan: &Plan,
+        database_url: &str,
+        work: &Path,
+        n: usize,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let port = authctl_testkit::free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = work.join(format!("server-{n}.log"));
@@ -90,6 +101,7 @@ impl Server {
             .env("AUTHCTL_BCRYPT_COST", plan.cost.to_string())
             .env("LOG_LEVEL", &plan.log_level)
             .envs(plan.server_env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
