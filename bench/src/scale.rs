@@ -226,9 +226,9 @@ pub async fn limited_logins(
     let mut rows = Vec::new();
     for (n, store) in ["memory", "database"].into_iter().enumerate() {
         let env = [
-            ("AUTHCTL_RATE_LIMIT_ENABLED", "true"),
-            ("AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE", "1"),
-            ("AUTHCTL_RATE_LIMIT_STORE", store),
+            ("AUTHCTL_RATE_LIMIT_ENABLED", "true".to_owned()),
+            ("AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE", "1".to_owned()),
+            ("AUTHCTL_RATE_LIMIT_STORE", store.to_owned()),
         ];
         let mut server = Server::spawn_with(plan, database_url, work, 100 + n, &env)?;
         server.wait_started(Instant::now(), Duration::from_secs(30))?;

@@ -73,16 +73,16 @@ pub struct Server {
 
 impl Server {
     pub fn spawn(plan: &Plan, database_url: &str, work: &Path, n: usize) -> Result<Server, String> {
-        Server::spawn_with(plan, database_url, work, n, &[])
+        Self::spawn_with(plan, database_url, work, n, &[])
     }
 
-    /// [`Server::spawn`] with `env` on top of the plan's.
+    /// [`Server::spawn`] with more environment for this one server (after the plan's).
     pub fn spawn_with(
         plan: &Plan,
         database_url: &str,
         work: &Path,
         n: usize,
-        env: &[(&str, &str)],
+        env: &[(&str, String)],
     ) -> Result<Server, String> {
         let port = authctl_testkit::free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -101,7 +101,7 @@ impl Server {
             .env("AUTHCTL_BCRYPT_COST", plan.cost.to_string())
             .env("LOG_LEVEL", &plan.log_level)
             .envs(plan.server_env.iter().map(|(k, v)| (k, v)))
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
