@@ -562,3 +562,78 @@ async fn sigkill_of_one_replica_under_load_loses_no_token_and_fails_no_request_t
     replicas.servers.remove(0);
     replicas.stop_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_runs_on_one_replica_per_period_and_another_takes_over_when_it_dies() {
+    use authctl::server::housekeeping::{self, Timing};
+    use std::sync::Mutex;
+
+    let Some(url) = fresh_postgres().await else {
+        return;
+    };
+    // Three replicas' housekeepers in this process, each with its own store (its own
+    // pool and lock session), on a fast clock: a run every 300 ms, take-over tries
+    // every 100 ms.
+    let settings = support::test_settings(&url);
+    let timing = Timing {
+        run_every: Duration::from_millis(300),
+        take_over_every: Duration::from_millis(100),
+    };
+    let runs: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for replica in 0..3 {
+        let store = authctl::store::connect(&settings).expect("store");
+        store.migrate().await.expect("migrate");
+        let service = Arc::new(
+            authctl::service::AuthService::new(store, &settings.auth)
+                .await
+                .expect("service"),
+        );
+        let runs = runs.clone();
+        tasks.push(tokio::spawn(housekeeping::run_with(
+            service,
+            timing,
+            move |_| runs.lock().expect("runs").push((replica, Instant::now())),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first: Vec<(usize, Instant)> = runs.lock().expect("runs").clone();
+    let leaders: std::collections::BTreeSet<usize> = first.iter().map(|(r, _)| *r).collect();
+    assert_eq!(leaders.len(), 1, "one housekeeper: {first:?}");
+    assert!(
+        (3..=6).contains(&first.len()),
+        "one run per 300 ms period in 1.5 s, not three: {}",
+        first.len()
+    );
+    for pair in first.windows(2) {
+        assert!(
+            pair[1].1 - pair[0].1 >= Duration::from_millis(290),
+            "{first:?}"
+        );
+    }
+
+    // The housekeeper dies (its task, lock session included, is dropped): another
+    // replica takes over within a take-over period and runs at once.
+    let leader = *leaders.iter().next().expect("a leader");
+    tasks[leader].abort();
+    let died = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after: Vec<(usize, Instant)> = runs
+        .lock()
+        .expect("runs")
+        .iter()
+        .filter(|(_, at)| *at > died)
+        .copied()
+        .collect();
+    let successors: std::collections::BTreeSet<usize> = after.iter().map(|(r, _)| *r).collect();
+    assert_eq!(successors.len(), 1, "one successor: {after:?}");
+    assert!(!successors.contains(&leader), "{after:?}");
+    assert!(
+        after[0].1 - died < Duration::from_millis(500),
+        "taken over at once: {:?}",
+        after[0].1 - died
+    );
+    for task in tasks {
+        task.abort();
+    }
+}

@@ -28,13 +28,15 @@
 //! The layout: `plan` (command line → what to run), `server` (the authctl process and
 //! its database), `client` (the HTTP/1.1 client), `load` (connections driving
 //! requests), `stats` (what they measured, CPU and bcrypt readings), `run` (one
-//! backend, scenario by scenario), `report` (JSON lines, tables, targets).
+//! backend, scenario by scenario), `scale` (a seeded database, the shared rate-limit
+//! store's cost, prune under load), `report` (JSON lines, tables, targets).
 
 mod client;
 mod load;
 mod plan;
 mod report;
 mod run;
+mod scale;
 mod server;
 mod stats;
 

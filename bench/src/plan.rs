@@ -39,13 +39,18 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
-    /// liveness-under-login, login-flood, register, refresh) [default: all]
+    /// liveness-under-login, login-flood, register, refresh, login-limited,
+    /// prune-under-me) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
     /// The server's ALGORITHM: HS256 signs with the fixed test key; EdDSA or ES256 with a
     /// key the server generates in its database (tokens carry `kid`) [default: HS256]
     #[arg(long, value_name = "ALG", value_parser = ["HS256", "HS384", "HS512", "EdDSA", "ES256"])]
     algorithm: Option<String>,
+    /// Seed the database with this many users (three sessions each, a third of them
+    /// expired) in bulk SQL before measuring, e.g. 1000000 [default: 0; smoke: 2000]
+    #[arg(long, value_name = "N")]
+    seed_users: Option<u64>,
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     server_env: Vec<(String, String)>,
@@ -77,6 +82,10 @@ pub enum Scenario {
     Register,
     /// concurrent refresh-token rotation chains
     Refresh,
+    /// logins over quota (429s) with the memory and the database rate-limit store
+    LoginLimited,
+    /// `authctl token prune` while 8 connections call /me
+    PruneUnderMe,
 }
 
 impl Scenario {
@@ -91,6 +100,8 @@ impl Scenario {
             Scenario::LoginFlood => "login-flood",
             Scenario::Register => "register",
             Scenario::Refresh => "refresh",
+            Scenario::LoginLimited => "login-limited",
+            Scenario::PruneUnderMe => "prune-under-me",
         }
     }
 }
@@ -133,6 +144,7 @@ pub struct Plan {
     pub client_threads: usize,
     pub profile: String,
     pub server_env: Vec<(String, String)>,
+    pub seed_users: u64,
     pub scenarios: Vec<Scenario>,
     pub backends: Vec<Backend>,
 }
@@ -184,6 +196,7 @@ impl Plan {
                 .into_iter()
                 .chain(args.server_env)
                 .collect(),
+            seed_users: args.seed_users.unwrap_or(if smoke { 2000 } else { 0 }),
             scenarios: if args.only.is_empty() {
                 Scenario::value_variants().to_vec()
             } else {
@@ -219,7 +232,8 @@ mod tests {
         let p = plan(&["--smoke"]).expect("plan");
         assert_eq!((p.cost, p.chains, p.rotations), (4, 4, 40));
         assert_eq!(p.measure, Duration::from_secs(1));
-        assert_eq!(p.scenarios.len(), 7);
+        assert_eq!(p.scenarios.len(), Scenario::value_variants().len());
+        assert_eq!(p.seed_users, 2000);
         assert_eq!(p.backends, vec![Backend::Sqlite, Backend::Postgres]);
     }
 

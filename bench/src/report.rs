@@ -36,6 +36,10 @@ pub struct Report {
     pub startup: Vec<Duration>,
     pub clean_exit: bool,
     pub server_log_errors: usize,
+    /// The seeded database, if any, and the scale scenarios' rows and failures.
+    pub seeded: Option<crate::scale::Seeded>,
+    pub scale_rows: Vec<String>,
+    pub scale_failures: u64,
 }
 
 impl Report {
@@ -59,6 +63,7 @@ impl Report {
         .sum::<u64>()
             + self.broken_chains as u64
             + u64::from(!self.clean_exit)
+            + self.scale_failures
     }
 
     pub fn startup_median(&self) -> Duration {
@@ -403,6 +408,18 @@ impl Report {
             self.startup.len(),
             u64::from(!self.clean_exit)
         );
+        for row in &self.scale_rows {
+            let _ = writeln!(out, "{row}");
+        }
+        if let Some(seeded) = &self.seeded {
+            let _ = writeln!(
+                out,
+                "\nOn a database seeded with {} users and {} sessions in {:.1} s of bulk SQL.",
+                seeded.users,
+                seeded.families,
+                seeded.took.as_secs_f64()
+            );
+        }
         let _ = writeln!(out, "\n| target ({}) | measured | |", self.backend.name());
         let _ = writeln!(out, "|---|---|---|");
         for (name, measured, pass) in self.targets(plan) {

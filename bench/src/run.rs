@@ -19,6 +19,7 @@ use crate::load::{
 };
 use crate::plan::{Backend, Plan, Scenario};
 use crate::report::{Report, emit, metrics_cost_pct, round2};
+use crate::scale;
 use crate::server::{Server, memory_kib, sample_peak_rss};
 use crate::stats::{BcryptLimit, CpuSnap, Flood, Stats, Window};
 
@@ -63,6 +64,27 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
     let mut server = Server::spawn(plan, &database_url, work.path(), 0)?;
     server.wait_started(Instant::now(), Duration::from_secs(60))?;
     server.stop()?;
+    let seeded = if plan.seed_users > 0 {
+        eprintln!(
+            "seeding {} users x 3 sessions in bulk SQL …",
+            plan.seed_users
+        );
+        let cost = plan.cost;
+        let hash = tokio::task::spawn_blocking(move || bcrypt::hash(crate::PASSWORD, cost))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("bcrypt: {e}"))?;
+        let seeded = scale::seed(backend, &database_url, plan.seed_users, &hash).await?;
+        eprintln!(
+            "seeded {} users, {} sessions in {:.1} s",
+            seeded.users,
+            seeded.families,
+            seeded.took.as_secs_f64()
+        );
+        Some(seeded)
+    } else {
+        None
+    };
     let mut startup = Vec::new();
     let mut n = 0;
     let mut server = loop {
@@ -330,9 +352,26 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         );
     }
 
+    let (mut scale_rows, mut scale_failures) = (Vec::new(), 0);
+    if plan.runs(Scenario::PruneUnderMe) {
+        eprintln!("prune-under-me: `token prune` while 8 connections call /me …");
+        let (stats, row) =
+            scale::prune_under_me(plan, backend, &target, &database_url, work.path(), bearers)
+                .await?;
+        scale_failures += stats.errors;
+        scale_rows.push(row);
+    }
+
     let (rss_end_kib, rss_peak_kib) = memory_kib(server.pid());
     let clean_exit = server.stop()?;
     let server_log_errors = server.log_errors();
+
+    if plan.runs(Scenario::LoginLimited) {
+        let (stats, rows) =
+            scale::limited_logins(plan, backend, &database_url, work.path(), &user).await?;
+        scale_failures += stats.iter().map(|s| s.errors).sum::<u64>();
+        scale_rows.extend(rows);
+    }
     let report = Report {
         backend,
         liveness,
@@ -357,6 +396,9 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         startup,
         clean_exit,
         server_log_errors,
+        seeded,
+        scale_rows,
+        scale_failures,
     };
     let startup_ms: Vec<f64> = report
         .startup

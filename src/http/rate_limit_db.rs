@@ -156,6 +156,19 @@ mod tests {
             .unwrap();
         // Nothing has refilled yet, so housekeeping keeps every row.
         assert_eq!(db.rate_limit_prune().await.unwrap(), 0);
+
+        // Refill, at the store: one request per 200 ms, no burst. Refused requests
+        // take nothing, so the next one passes as soon as one interval has gone by.
+        let take = || db.rate_limit_take("test", "client", 200, 0);
+        assert!(take().await.unwrap().allowed);
+        let refused = take().await.unwrap();
+        assert!(!refused.allowed && (1..=200).contains(&refused.ahead_ms));
+        assert!(!take().await.unwrap().allowed);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(take().await.unwrap().allowed);
+        // Once its quota is full again, the row is expired and housekeeping drops it.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(db.rate_limit_prune().await.unwrap(), 1);
         db.close().await;
     }
 }

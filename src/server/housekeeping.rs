@@ -33,12 +33,39 @@ pub struct Deleted {
     pub keys: u64,
 }
 
+/// How often housekeeping runs, and how often a replica that is not the housekeeper
+/// checks whether it should be.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub run_every: Duration,
+    pub take_over_every: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            run_every: RUN_EVERY,
+            take_over_every: TAKE_OVER_EVERY,
+        }
+    }
+}
+
 /// Runs housekeeping whenever this replica is the housekeeper, until aborted.
 pub async fn run(service: Arc<AuthService>) {
+    run_with(service, Timing::default(), |_| {}).await;
+}
+
+/// [`run`] with its timing given, calling `on_run` after each run this replica made
+/// (so tests can count them without reading logs).
+pub async fn run_with(
+    service: Arc<AuthService>,
+    timing: Timing,
+    mut on_run: impl FnMut(Deleted) + Send,
+) {
     let replica = replica_name();
     let mut held: Option<HeldLock> = None;
     let mut last_run: Option<Instant> = None;
-    let mut tick = tokio::time::interval(TAKE_OVER_EVERY.min(RUN_EVERY));
+    let mut tick = tokio::time::interval(timing.take_over_every.min(timing.run_every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -63,12 +90,16 @@ pub async fn run(service: Arc<AuthService>) {
                 }
             }
         }
-        if last_run.is_some_and(|t| t.elapsed() < RUN_EVERY) {
+        if last_run.is_some_and(|t| t.elapsed() < timing.run_every) {
             continue;
         }
         last_run = Some(Instant::now());
         let started = Instant::now();
-        match run_once(&service).await {
+        let outcome = run_once(&service).await;
+        on_run(match &outcome {
+            Ok(deleted) | Err((deleted, _)) => *deleted,
+        });
+        match outcome {
             Ok(deleted) => tracing::info!(
                 replica,
                 tokens = deleted.tokens,
