@@ -24,6 +24,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/redoc"),
+    ("GET", "/.well-known/oauth-authorization-server"),
 ];
 
 /// The operations that take a body, and the refusals each must document.
@@ -252,10 +253,18 @@ async fn the_document_describes_every_route_the_server_answers() {
         register["required"],
         serde_json::json!(["email", "username", "password"])
     );
-    let login = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
+    // The token endpoint's form holds both grants' fields, each optional by grant.
+    let token = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
+    let mut fields: Vec<&str> = token["properties"]
+        .as_object()
+        .expect("token form properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
     assert_eq!(
-        login["required"],
-        serde_json::json!(["username", "password"])
+        fields,
+        ["grant_type", "password", "refresh_token", "username"]
     );
     for path in ["/api/v1/auth/refresh", "/api/v1/auth/revoke"] {
         assert_eq!(
@@ -263,13 +272,25 @@ async fn the_document_describes_every_route_the_server_answers() {
             serde_json::json!(["refresh_token"])
         );
     }
+    assert_eq!(
+        schema_of("/api/v1/auth/revoke", "application/x-www-form-urlencoded")["required"],
+        serde_json::json!(["token"])
+    );
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
     assert_eq!(bearer["bearerFormat"], "JWT");
+    // Swagger UI's Authorize: the OAuth2 password flow at the token endpoint, which
+    // the protected operation accepts as well as a pasted Bearer token.
+    let oauth2 = &doc["components"]["securitySchemes"]["oauth2"];
+    assert_eq!(oauth2["type"], "oauth2");
+    assert_eq!(
+        oauth2["flows"]["password"]["tokenUrl"],
+        "/api/v1/auth/token"
+    );
     assert_eq!(
         paths["/api/v1/auth/me"]["get"]["security"],
-        serde_json::json!([{"bearer": []}])
+        serde_json::json!([{"bearer": []}, {"oauth2": []}])
     );
     assert_eq!(
         resolve(

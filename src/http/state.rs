@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use ipnet::IpNet;
+
 use super::rate_limit::RateLimits;
 use crate::config::{CorsOrigins, Settings};
 use crate::service::AuthService;
@@ -14,6 +16,14 @@ pub struct AppState {
     pub limits: RateLimits,
     cors: CorsOrigins,
     draining: AtomicBool,
+    /// `auth.issuer` and the trusted proxies, for the RFC 8414 metadata's URLs.
+    pub site: Site,
+}
+
+/// What the metadata document needs to name this server's URLs.
+pub struct Site {
+    pub issuer: String,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl AppState {
@@ -23,6 +33,10 @@ impl AppState {
             limits: RateLimits::new(&settings.rate_limit),
             cors: settings.cors.clone(),
             draining: AtomicBool::new(false),
+            site: Site {
+                issuer: settings.auth.issuer.clone(),
+                trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
+            },
         })
     }
 

@@ -1,50 +1,88 @@
-//! `POST /api/v1/auth/revoke`: logs out, revoking a refresh token's whole session.
+//! `POST /api/v1/auth/revoke`: logs out, revoking a token's whole session. Two forms:
+//! the original JSON body (`{"refresh_token"}`, 204) and RFC 7009's
+//! `application/x-www-form-urlencoded` one (`token=…`, optional `token_type_hint`;
+//! 200 with an empty body, RFC 7009 §2.2).
+//!
+//! Given an access token, the RFC 7009 form revokes its session too (RFC 7009 §2.1
+//! lets a server revoke the tokens related to the one presented): a client that kept
+//! only its access token can still log out, and the access token dies at `/me` at
+//! once. `token_type_hint` is only a hint: the token's shape decides.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+use utoipa::ToSchema;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
+use super::oauth;
 use super::refresh::RefreshRequest;
 use super::reply::respond;
+use crate::error::{Error, Result};
 use crate::http::docs::responses::{
     BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UnsupportedMediaType,
     ValidationFailed,
 };
-use crate::http::filters::{self, Fields, post, with_service};
+use crate::http::filters::{self, Body, Field, Fields, post, with_service};
 use crate::http::state::AppState;
 use crate::service::AuthService;
+use crate::tokens::jwt::looks_like_jwt;
 
-/// Not rate limited: only register, token and refresh are (SPEC §6).
+/// `POST /api/v1/auth/revoke` as RFC 7009 says: the token to revoke. Its optional
+/// `token_type_hint` (`refresh_token` or `access_token`) is accepted and not needed.
+#[derive(Deserialize, ToSchema)]
+pub struct RevocationForm {
+    /// A refresh token, or an access token: either ends its whole session.
+    #[schema(example = "q4Xq3mJ2bqVn7ZkQyR0sT1uV2wX3yZ4a5B6c7D8e9F0")]
+    pub token: String,
+}
+
+impl Body for RevocationForm {
+    /// Any string: an unknown token is revoked already (200), not a 422.
+    const FIELDS: &'static [Field] = &[Field::of::<String>("token")];
+}
+
+/// Not rate limited: only register, token and refresh are (SPEC §6). A JSON body or a
+/// form, by its `Content-Type` (415 for anything else).
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let json = with_service(state.clone())
+        .and(filters::json::<RefreshRequest>())
+        .then(revoke);
+    let form = with_service(state.clone())
+        .and(filters::form::<RevocationForm>())
+        .then(revoke_form);
     warp::path!("api" / "v1" / "auth" / "revoke")
-        .and(post(
-            with_service(state.clone())
-                .and(filters::json::<RefreshRequest>())
-                .then(revoke),
-        ))
+        .and(oauth::endpoint(post(json.or(form).unify())))
         .boxed()
 }
 
-/// Logs out: revokes a refresh token's whole session.
+/// Logs out: revokes a token's whole session.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/revoke",
     tag = "auth",
     operation_id = "revoke",
     summary = "Log out (revoke a session)",
-    description = "Revokes the session (token family) of the presented refresh token, so its \
-        refresh and access tokens stop working. Answers 204 for unknown or already revoked \
-        tokens too, so nothing leaks.",
+    description = "Revokes the session (token family) of the presented token, so its \
+        refresh and access tokens stop working. Unknown or already revoked tokens are \
+        answered the same way, so nothing leaks. Two forms: the JSON body \
+        `{\"refresh_token\"}` → 204; RFC 7009's form (`token=…`, optional \
+        `token_type_hint`) → 200 with an empty body. The form also takes an access token, \
+        and ends its session. Error bodies carry RFC 6749 §5.2's `error` member \
+        (`invalid_request`).",
     request_body(
-        content = RefreshRequest,
-        content_type = "application/json",
-        description = "The refresh token whose session ends (at most 16 KiB).",
+        description = "The token whose session ends (at most 16 KiB).",
+        content(
+            (RefreshRequest = "application/json"),
+            (RevocationForm = "application/x-www-form-urlencoded"),
+        ),
     ),
     responses(
-        (status = 204, description = "The session is revoked (or never existed)."),
+        (status = 200, description = "RFC 7009 form: the session is revoked (or never \
+            existed). Empty body."),
+        (status = 204, description = "JSON form: the session is revoked (or never existed)."),
         (status = 400, response = BadRequest),
         (status = 411, response = LengthRequired),
         (status = 413, response = PayloadTooLarge),
@@ -59,4 +97,33 @@ pub async fn revoke(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> 
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)
+}
+
+/// RFC 7009's form: 200 with an empty body, for any token.
+async fn revoke_form(service: Arc<AuthService>, form: Fields<RevocationForm>) -> Response {
+    let result = async {
+        let token = form?.token;
+        if looks_like_jwt(token.trim()) {
+            revoke_access_token(&service, &token).await?;
+        } else {
+            service.revoke(&token).await?;
+        }
+        Ok(StatusCode::OK.into_response())
+    };
+    respond(result.await)
+}
+
+/// Ends the session of an access token this server signed, expired or not (holding one
+/// proves the session was the client's). A token it did not sign, or whose session is
+/// gone, is revoked already: nothing to do, and nothing said (RFC 7009 §2.2).
+async fn revoke_access_token(service: &AuthService, token: &str) -> Result<()> {
+    let family = match service.family_of(token).await {
+        Ok(family) => family,
+        Err(Error::InvalidToken(_) | Error::NotFound(_)) => return Ok(()),
+        Err(other) => return Err(other),
+    };
+    match service.revoke_family(family).await {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
 }
