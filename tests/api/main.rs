@@ -9,6 +9,7 @@ mod cors;
 mod edge;
 mod health;
 mod me;
+mod oauth2;
 mod rate_limit;
 mod refresh;
 mod register;
