@@ -371,6 +371,28 @@ fn parse_form(body: &[u8]) -> Result<Fields<Form>, Error> {
     }
 }
 
+/// Passes when the request's `Content-Type` is `media_type` (parameters allowed) —
+/// or, with `is = false`, when it is not; else a 404, the weakest refusal, so that an
+/// endpoint taking two kinds of bodies answers with the refusal of the one it got.
+pub fn content_type_is(
+    media_type: &'static str,
+    is: bool,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(move |ct: Option<String>| async move {
+            let essence = ct
+                .as_deref()
+                .and_then(|v| v.split(';').next())
+                .map(|v| v.trim().to_ascii_lowercase());
+            if (essence.as_deref() == Some(media_type)) == is {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
 /// Requires `Content-Type` to be `expected` (parameters such as charset allowed).
 fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")

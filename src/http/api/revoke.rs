@@ -47,10 +47,14 @@ impl Body for RevocationForm {
 /// Not rate limited: only register, token and refresh are (SPEC §6). A JSON body or a
 /// form, by its `Content-Type` (415 for anything else).
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let json = with_service(state.clone())
+    const FORM: &str = "application/x-www-form-urlencoded";
+    // By `Content-Type`, so that only one kind of body is tried (and refused).
+    let json = filters::content_type_is(FORM, false)
+        .and(with_service(state.clone()))
         .and(filters::json::<RefreshRequest>())
         .then(revoke);
-    let form = with_service(state.clone())
+    let form = filters::content_type_is(FORM, true)
+        .and(with_service(state.clone()))
         .and(filters::form::<RevocationForm>())
         .then(revoke_form);
     warp::path!("api" / "v1" / "auth" / "revoke")
