@@ -536,28 +536,30 @@ fn find_browser() -> Option<PathBuf> {
     None
 }
 
+/// How every test runs Chromium: headless, quiet, and able to reach 127.0.0.1 only.
+const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--metrics-recording-only",
+    // Belt and braces: nothing but the test server could resolve anyway.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
+
 /// Opens `url` in headless Chromium with a network log; returns (DOM, every URL the
 /// browser requested or resolved).
 fn browse(browser: &Path, url: &str, dir: &Path) -> (String, Vec<String>) {
     let netlog = dir.join("netlog.json");
     let dom_file = dir.join("dom.html");
     let mut child = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-default-apps",
-            "--disable-sync",
-            "--metrics-recording-only",
-            // Belt and braces: nothing but the test server could resolve anyway.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
+        .args(HEADLESS)
+        .args(["--virtual-time-budget=15000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--log-net-log={}", netlog.display()))
         .arg(url)
@@ -698,15 +700,10 @@ async fn run_in_page(browser: &Path, url: &str, script: &str) -> String {
 
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(browser)
+        .args(HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         ])
         .arg(format!("--user-data-dir={}", dir.path().display()))
         .arg("about:blank")

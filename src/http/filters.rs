@@ -371,6 +371,13 @@ fn parse_form(body: &[u8]) -> Result<Fields<Form>, Error> {
     }
 }
 
+/// A `Content-Type`'s media type, lowercased, without its parameters (charset, …).
+fn media_type_of(content_type: Option<&str>) -> Option<String> {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
 /// Passes when the request's `Content-Type` is `media_type` (parameters allowed) —
 /// or, with `is = false`, when it is not; else a 404, the weakest refusal, so that an
 /// endpoint taking two kinds of bodies answers with the refusal of the one it got.
@@ -380,11 +387,7 @@ pub fn content_type_is(
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and_then(move |ct: Option<String>| async move {
-            let essence = ct
-                .as_deref()
-                .and_then(|v| v.split(';').next())
-                .map(|v| v.trim().to_ascii_lowercase());
-            if (essence.as_deref() == Some(media_type)) == is {
+            if (media_type_of(ct.as_deref()).as_deref() == Some(media_type)) == is {
                 Ok(())
             } else {
                 Err(warp::reject::not_found())
@@ -397,11 +400,7 @@ pub fn content_type_is(
 fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and_then(move |ct: Option<String>| async move {
-            let essence = ct
-                .as_deref()
-                .and_then(|v| v.split(';').next())
-                .map(|v| v.trim().to_ascii_lowercase());
-            if essence.as_deref() == Some(expected) {
+            if media_type_of(ct.as_deref()).as_deref() == Some(expected) {
                 Ok(())
             } else {
                 Err(warp::reject::custom(HttpReject::UnsupportedMediaType(

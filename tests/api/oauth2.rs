@@ -57,18 +57,18 @@ async fn send(
 }
 
 async fn metadata(app: &TestApp) -> Value {
-    metadata_via(app, "http").await
+    metadata_with(app, &[]).await
 }
 
-/// The metadata as a client behind a proxy speaking `proto` sees it.
-async fn metadata_via(app: &TestApp, proto: &str) -> Value {
-    let r = app
+/// The metadata as a client sees it through a proxy that sends `forwarded` headers.
+async fn metadata_with(app: &TestApp, forwarded: &[(&str, &str)]) -> Value {
+    let mut request = app
         .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .header("x-forwarded-proto", proto)
-        .send()
-        .await
-        .unwrap();
+        .get(app.url("/.well-known/oauth-authorization-server"));
+    for (name, value) in forwarded {
+        request = request.header(*name, *value);
+    }
+    let r = request.send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "public, max-age=300");
     json(r).await
@@ -92,6 +92,22 @@ async fn post_form(app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest:
         .expect("form request")
 }
 
+/// A body sent as it is, under the given `Content-Type`.
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request")
+}
+
 fn server_error(
     err: BasicRequestTokenError<HttpClientError<reqwest::Error>>,
 ) -> BasicErrorResponseType {
@@ -108,7 +124,7 @@ async fn an_oauth2_client_logs_in_refreshes_and_revokes_from_the_metadata_alone(
     })
     .await;
     app.user_with_tokens("olga").await;
-    let meta = metadata_via(&app, "https").await;
+    let meta = metadata_with(&app, &[("x-forwarded-proto", "https")]).await;
     assert_eq!(meta["issuer"], app.settings.auth.issuer);
     assert_eq!(
         meta["grant_types_supported"],
@@ -250,14 +266,13 @@ async fn the_refresh_grant_rotates_like_refresh_and_refuses_a_spent_token(backen
     );
 
     // `/refresh`'s own refusals carry the member too; `/me`'s do not (not OAuth2).
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/refresh"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(
+        &app,
+        "/api/v1/auth/refresh",
+        "application/json",
+        "{not json".into(),
+    )
+    .await;
     assert_eq!(oauth_error(r, 400).await, "invalid_request");
     let me = assert_problem(app.me("garbage").await, 401).await;
     assert!(me.get("error").is_none(), "{me}");
@@ -357,23 +372,10 @@ async fn unsupported_grants_repeated_fields_and_bad_bodies_are_oauth2_errors(bac
         .await
         .unwrap();
     assert_eq!(oauth_error(r, 415).await, "invalid_request");
-    let r = app
-        .client
-        .post(app.url("/api/v1/auth/revoke"))
-        .header("content-type", "text/plain")
-        .body("token=x")
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&app, "/api/v1/auth/revoke", "text/plain", "token=x".into()).await;
     assert_eq!(oauth_error(r, 415).await, "invalid_request");
-    let r = app
-        .client
-        .post(app.url(token))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("username=sam&password={}", "p".repeat(17 * 1024)))
-        .send()
-        .await
-        .unwrap();
+    let oversized = format!("username=sam&password={}", "p".repeat(17 * 1024));
+    let r = post_raw(&app, token, "application/x-www-form-urlencoded", oversized).await;
     assert_eq!(oauth_error(r, 413).await, "invalid_request");
     app.shutdown().await;
 }
@@ -453,16 +455,12 @@ async fn the_metadata_names_urls_from_an_issuer_url_or_else_the_host() {
     assert_eq!(meta["revocation_endpoint"], app.url("/api/v1/auth/revoke"));
     assert_eq!(meta["response_types_supported"], serde_json::json!([]));
     // A client's X-Forwarded-* are ignored: no proxy is trusted.
-    let r = app
-        .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .header("x-forwarded-host", "evil.example")
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+    let forwarded = [
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+    ];
     assert_eq!(
-        json(r).await["token_endpoint"],
+        metadata_with(&app, &forwarded).await["token_endpoint"],
         app.url("/api/v1/auth/token")
     );
     app.shutdown().await;
@@ -489,16 +487,12 @@ async fn the_metadata_names_urls_from_an_issuer_url_or_else_the_host() {
         s.rate_limit.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
-    let r = app
-        .client
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .header("x-forwarded-host", "auth.example.com")
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+    let forwarded = [
+        ("x-forwarded-host", "auth.example.com"),
+        ("x-forwarded-proto", "https"),
+    ];
     assert_eq!(
-        json(r).await["revocation_endpoint"],
+        metadata_with(&app, &forwarded).await["revocation_endpoint"],
         "https://auth.example.com/api/v1/auth/revoke"
     );
     app.shutdown().await;

@@ -15,6 +15,7 @@ pub mod viewers;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
     SecurityScheme,
@@ -153,21 +154,12 @@ impl Modify for PasswordFlow {
         );
         let bearer = SecurityRequirement::new(BEARER_SCHEME, Vec::<String>::new());
         let oauth2 = SecurityRequirement::new(OAUTH2_SCHEME, Vec::<String>::new());
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                if let Some(security) = op.security.as_mut()
-                    && security.contains(&bearer)
-                    && !security.contains(&oauth2)
-                {
-                    security.push(oauth2.clone());
-                }
+        for op in operations_mut(openapi) {
+            if let Some(security) = op.security.as_mut()
+                && security.contains(&bearer)
+                && !security.contains(&oauth2)
+            {
+                security.push(oauth2.clone());
             }
         }
     }
@@ -229,23 +221,29 @@ impl Modify for RequestIdHeader {
             }
         };
         components.responses.values_mut().for_each(add);
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-                &mut item.query,
-            ];
-            for op in operations.into_iter().flatten() {
-                op.responses.responses.values_mut().for_each(add);
-            }
+        for op in operations_mut(openapi) {
+            op.responses.responses.values_mut().for_each(add);
         }
     }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations_mut(openapi: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The OpenAPI document.
