@@ -3,10 +3,9 @@
 //! `application/x-www-form-urlencoded` one (`token=…`, optional `token_type_hint`;
 //! 200 with an empty body, RFC 7009 §2.2).
 //!
-//! Given an access token, the RFC 7009 form revokes its session too (RFC 7009 §2.1
-//! lets a server revoke the tokens related to the one presented): a client that kept
-//! only its access token can still log out, and the access token dies at `/me` at
-//! once. `token_type_hint` is only a hint: the token's shape decides.
+//! Given an access token, the RFC 7009 form revokes its session too
+//! ([`AuthService::revoke_token`]). `token_type_hint` is only a hint: the token's
+//! shape decides.
 
 use std::sync::Arc;
 
@@ -20,7 +19,6 @@ use warp::reply::{Reply, Response};
 use super::oauth;
 use super::refresh::RefreshRequest;
 use super::reply::respond;
-use crate::error::{Error, Result};
 use crate::http::docs::responses::{
     BadRequest, LengthRequired, PayloadTooLarge, Unavailable, UnsupportedMediaType,
     ValidationFailed,
@@ -28,7 +26,6 @@ use crate::http::docs::responses::{
 use crate::http::filters::{self, Body, Field, Fields, post, with_service};
 use crate::http::state::AppState;
 use crate::service::AuthService;
-use crate::tokens::jwt::looks_like_jwt;
 
 /// `POST /api/v1/auth/revoke` as RFC 7009 says: the token to revoke. Its optional
 /// `token_type_hint` (`refresh_token` or `access_token`) is accepted and not needed.
@@ -106,28 +103,8 @@ pub async fn revoke(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> 
 /// RFC 7009's form: 200 with an empty body, for any token.
 async fn revoke_form(service: Arc<AuthService>, form: Fields<RevocationForm>) -> Response {
     let result = async {
-        let token = form?.token;
-        if looks_like_jwt(token.trim()) {
-            revoke_access_token(&service, &token).await?;
-        } else {
-            service.revoke(&token).await?;
-        }
+        service.revoke_token(&form?.token).await?;
         Ok(StatusCode::OK.into_response())
     };
     respond(result.await)
-}
-
-/// Ends the session of an access token this server signed, expired or not (holding one
-/// proves the session was the client's). A token it did not sign, or whose session is
-/// gone, is revoked already: nothing to do, and nothing said (RFC 7009 §2.2).
-async fn revoke_access_token(service: &AuthService, token: &str) -> Result<()> {
-    let family = match service.family_of(token).await {
-        Ok(family) => family,
-        Err(Error::InvalidToken(_) | Error::NotFound(_)) => return Ok(()),
-        Err(other) => return Err(other),
-    };
-    match service.revoke_family(family).await {
-        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
-        Err(other) => Err(other),
-    }
 }

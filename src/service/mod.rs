@@ -1,6 +1,8 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
 //! commands are thin calls into it.
 
+mod revocation;
+
 use std::sync::Arc;
 use std::time::Duration;
 
