@@ -45,21 +45,21 @@ impl Body for LoginForm {
     ];
 }
 
-/// A token request as documented: the fields of either grant. (Each grant reads
-/// its own: [`LoginForm`], [`RefreshGrant`].)
+/// A token request: the fields of both grants, each read by its own grant.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequest {
     /// `password` (the default when absent) or `refresh_token`.
-    #[schema(value_type = Option<String>, example = "password")]
+    #[schema(nullable = false, example = "password")]
     grant_type: Option<GrantType>,
     /// Password grant: the username or the email address.
-    #[schema(example = "alice")]
+    #[schema(nullable = false, example = "alice")]
     username: Option<String>,
     /// Password grant: the password.
-    #[schema(format = Password)]
+    #[schema(nullable = false, format = Password)]
     password: Option<String>,
     /// Refresh grant: the refresh token to rotate.
+    #[schema(nullable = false)]
     refresh_token: Option<String>,
 }
 
