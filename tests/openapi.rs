@@ -24,6 +24,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/redoc"),
+    ("GET", "/.well-known/oauth-authorization-server"),
 ];
 
 /// The operations that take a body, and the refusals each must document.
@@ -252,10 +253,18 @@ async fn the_document_describes_every_route_the_server_answers() {
         register["required"],
         serde_json::json!(["email", "username", "password"])
     );
-    let login = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
+    // The token endpoint's form holds both grants' fields, each optional by grant.
+    let token = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
+    let mut fields: Vec<&str> = token["properties"]
+        .as_object()
+        .expect("token form properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
     assert_eq!(
-        login["required"],
-        serde_json::json!(["username", "password"])
+        fields,
+        ["grant_type", "password", "refresh_token", "username"]
     );
     for path in ["/api/v1/auth/refresh", "/api/v1/auth/revoke"] {
         assert_eq!(
@@ -263,13 +272,25 @@ async fn the_document_describes_every_route_the_server_answers() {
             serde_json::json!(["refresh_token"])
         );
     }
+    assert_eq!(
+        schema_of("/api/v1/auth/revoke", "application/x-www-form-urlencoded")["required"],
+        serde_json::json!(["token"])
+    );
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
     assert_eq!(bearer["bearerFormat"], "JWT");
+    // Swagger UI's Authorize: the OAuth2 password flow at the token endpoint, which
+    // the protected operation accepts as well as a pasted Bearer token.
+    let oauth2 = &doc["components"]["securitySchemes"]["oauth2"];
+    assert_eq!(oauth2["type"], "oauth2");
+    assert_eq!(
+        oauth2["flows"]["password"]["tokenUrl"],
+        "/api/v1/auth/token"
+    );
     assert_eq!(
         paths["/api/v1/auth/me"]["get"]["security"],
-        serde_json::json!([{"bearer": []}])
+        serde_json::json!([{"bearer": []}, {"oauth2": []}])
     );
     assert_eq!(
         resolve(
@@ -515,28 +536,30 @@ fn find_browser() -> Option<PathBuf> {
     None
 }
 
+/// How every test runs Chromium: headless, quiet, and able to reach 127.0.0.1 only.
+const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--metrics-recording-only",
+    // Belt and braces: nothing but the test server could resolve anyway.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+];
+
 /// Opens `url` in headless Chromium with a network log; returns (DOM, every URL the
 /// browser requested or resolved).
 fn browse(browser: &Path, url: &str, dir: &Path) -> (String, Vec<String>) {
     let netlog = dir.join("netlog.json");
     let dom_file = dir.join("dom.html");
     let mut child = std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-default-apps",
-            "--disable-sync",
-            "--metrics-recording-only",
-            // Belt and braces: nothing but the test server could resolve anyway.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
+        .args(HEADLESS)
+        .args(["--virtual-time-budget=15000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--log-net-log={}", netlog.display()))
         .arg(url)
@@ -617,5 +640,172 @@ async fn a_browser_opening_docs_or_redoc_contacts_no_other_host() {
             assert!(local, "{page}: the browser contacted {u}");
         }
     }
+    app.shutdown().await;
+}
+
+/// What a person does in Swagger UI, as a script run in the page: Authorize with a
+/// username and a password (the OAuth2 password flow), close the dialog, then "Try it
+/// out" → "Execute" on `/me`. Resolves to the status Swagger UI shows and the request
+/// it sent (its curl line).
+const AUTHORIZE_THEN_TRY_ME: &str = r##"
+(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const find = async (what, pick) => {
+    for (let i = 0; i < 300; i++) {
+      const found = pick();
+      if (found) return found;
+      await sleep(50);
+    }
+    throw new Error("not found: " + what);
+  };
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  // React inputs: set the value through the native setter, then say so.
+  const type = (input, value) => {
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set.call(input, value);
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  const button = (root, text) => [...root.querySelectorAll("button")]
+    .find(b => b.textContent.trim() === text);
+
+  (await find("Authorize", () => $("button.btn.authorize"))).click();
+  const user = await find("username", () => $("#oauth_username"));
+  const flow = user.closest(".auth-container") || document;
+  type(user, "__USER__");
+  type(await find("password", () => $("#oauth_password", flow)), "__PASSWORD__");
+  (await find("the flow's Authorize", () => button(flow, "Authorize"))).click();
+  await find("Logout (logged in)", () => button(flow, "Logout"));
+  (await find("Close", () => button(document, "Close"))).click();
+
+  const me = await find("/me", () => $("#operations-auth-me"));
+  ($(".opblock-summary-control", me) || $(".opblock-summary", me)).click();
+  (await find("Try it out", () => $(".try-out__btn", me))).click();
+  (await find("Execute", () => $(".execute", me))).click();
+  const status = await find("a response", () => {
+    // The live response's row (the table's header row says "Code").
+    const cells = [...me.querySelectorAll(".live-responses-table .response-col_status")];
+    const code = cells.map(c => c.textContent.trim()).find(t => /^[0-9]{3}/.test(t));
+    return code && code.slice(0, 3);
+  });
+  const curl = ($(".curl", me) || {}).textContent || "";
+  return JSON.stringify({ status, curl });
+})()
+"##;
+
+/// Runs `script` (a promise) in `url` in headless Chromium over the DevTools protocol;
+/// returns what it resolved to.
+async fn run_in_page(browser: &Path, url: &str, script: &str) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(browser)
+        .args(HEADLESS)
+        .args([
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().display()))
+        .arg("about:blank")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("browser starts");
+    // Chromium writes the port it chose to this file.
+    let port_file = dir.path().join("DevToolsActivePort");
+    let mut port = None;
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Some(p) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u16>().ok())
+        {
+            port = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let port = port.expect("the DevTools port within 30 s");
+    let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let page = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type"] == "page")
+        .expect("a page target");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap())
+            .await
+            .expect("DevTools WebSocket");
+    let mut next_id = 0;
+    let mut call = async |method: &str, params: Value| -> Value {
+        next_id += 1;
+        let id = next_id;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        ws.send(Message::text(msg.to_string())).await.unwrap();
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
+                .await
+                .expect("a DevTools answer within 60 s")
+                .expect("the WebSocket stays open")
+                .unwrap();
+            if let Message::Text(text) = frame {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["id"] == id {
+                    return v;
+                }
+            }
+        }
+    };
+    call("Page.navigate", serde_json::json!({ "url": url })).await;
+    let answer = call(
+        "Runtime.evaluate",
+        serde_json::json!({"expression": script, "awaitPromise": true, "returnByValue": true}),
+    )
+    .await;
+    let _ = child.kill().await;
+    answer["result"]["result"]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the script resolved to a string: {answer}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_authorize_logs_in_with_a_password_and_try_it_out_on_me_works() {
+    let Some(browser) = find_browser() else {
+        support::skip_or_fail(
+            "no chromium on PATH (Debian: apt-get install chromium-headless-shell); \
+             the document's password flow is still checked by \
+             the_document_describes_every_route_the_server_answers",
+        );
+        return;
+    };
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    assert_eq!(
+        app.register("uma@example.com", "uma", support::PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    let script = AUTHORIZE_THEN_TRY_ME
+        .replace("__USER__", "uma")
+        .replace("__PASSWORD__", support::PASSWORD);
+    let outcome = run_in_page(&browser, &app.url("/docs/"), &script).await;
+    let outcome: Value = serde_json::from_str(&outcome).unwrap();
+    assert_eq!(outcome["status"], "200", "{outcome}");
+    assert!(
+        outcome["curl"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer ey"),
+        "Swagger UI sent the access token it got: {outcome}"
+    );
     app.shutdown().await;
 }

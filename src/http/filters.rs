@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -69,27 +69,37 @@ pub fn limited(
     state: Arc<AppState>,
     endpoint: Endpoint,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    super::listener::remote()
-        .and(warp::header::headers_cloned())
-        .and_then(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+    client(state.clone())
+        .and_then(move |client: IpAddr| {
             let state = state.clone();
-            async move {
-                let lines: Vec<_> = headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|line| String::from_utf8_lossy(line.as_bytes()))
-                    .collect();
-                let client = state
-                    .limits
-                    .client_ip(peer.map(|p| p.ip()), lines.iter().map(AsRef::as_ref));
-                state
-                    .limits
-                    .check(endpoint, client)
-                    .await
-                    .map_err(api_reject)
-            }
+            async move { take(&state, endpoint, client).await.map_err(api_reject) }
         })
         .untuple_one()
+}
+
+/// The client's rate-limit key (the peer, or `X-Forwarded-For` from a trusted proxy),
+/// for an endpoint that learns from its body which quota a request takes ([`take`]).
+pub fn client(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
+    // Every X-Forwarded-For line counts (SPEC §6); a line that is not UTF-8 is garbage.
+    super::listener::remote()
+        .and(warp::header::headers_cloned())
+        .map(move |peer: Option<SocketAddr>, headers: HeaderMap| {
+            let lines: Vec<_> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|line| String::from_utf8_lossy(line.as_bytes()))
+                .collect();
+            state
+                .limits
+                .client_ip(peer.map(|p| p.ip()), lines.iter().map(AsRef::as_ref))
+        })
+}
+
+/// Takes one request from `client`'s quota for `endpoint`: 429 when it is spent.
+pub async fn take(state: &AppState, endpoint: Endpoint, client: IpAddr) -> Result<(), Error> {
+    state.limits.check(endpoint, client).await
 }
 
 /// `route` for `POST`; any other method is a 405 with `Allow: POST`.
@@ -332,36 +342,89 @@ fn parse_json<T: Body>(body: &[u8]) -> Result<Fields<T>, Error> {
 }
 
 /// An `application/x-www-form-urlencoded` body as `T`: 400 when it is not a form, 422
-/// naming each missing or invalid field (the endpoint's, see [`Fields`]). A field
-/// given twice counts once, first value first; fields not in `T` (OAuth2's
-/// `grant_type`, `scope`, …) are ignored.
+/// naming each missing, invalid or repeated field (the endpoint's, see [`Fields`]);
+/// fields not in `T` (OAuth2's `grant_type`, `scope`, …) are ignored.
 pub fn form<T: Body>() -> impl Filter<Extract = (Fields<T>,), Error = Rejection> + Clone {
-    content_type("application/x-www-form-urlencoded")
-        .and(limited_body())
-        .and_then(|body: Bytes| async move { parse_form::<T>(&body).map_err(api_reject) })
+    form_fields().map(|form: Fields<Form>| form.and_then(|f| f.body::<T>()))
 }
 
-fn parse_form<T: Body>(body: &[u8]) -> Result<Fields<T>, Error> {
-    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-        .map_err(|e| Error::MalformedBody(format!("not a valid form: {e}")))?;
-    let fields = from_fields(|name| {
-        pairs
+/// An `application/x-www-form-urlencoded` body as its fields, for an endpoint that
+/// reads one field to know which body it has (the token endpoint's `grant_type`): 400
+/// when it is not a form; a field given twice is the endpoint's 422 naming it.
+pub fn form_fields() -> impl Filter<Extract = (Fields<Form>,), Error = Rejection> + Clone {
+    content_type("application/x-www-form-urlencoded")
+        .and(limited_body())
+        .and_then(|body: Bytes| async move { parse_form(&body).map_err(api_reject) })
+}
+
+/// A form's fields, each given once: RFC 6749 §3.2 forbids repeating a parameter, and
+/// taking one of two values silently would hide a client's bug (SPEC §8: 422).
+#[derive(Debug)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
             .iter()
             .find(|(k, _)| k == name)
-            .map_or(Sent::Missing, |(_, v)| Sent::Text(v))
-    });
-    Ok(fields.map_err(|invalid| invalid.error))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The form as `T`: a 422 naming each missing or invalid field.
+    pub fn body<T: Body>(&self) -> Fields<T> {
+        from_fields(|name| self.get(name).map_or(Sent::Missing, Sent::Text))
+            .map_err(|invalid| invalid.error)
+    }
+}
+
+fn parse_form(body: &[u8]) -> Result<Fields<Form>, Error> {
+    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map_err(|e| Error::MalformedBody(format!("not a valid form: {e}")))?;
+    let mut repeated: Vec<FieldError> = Vec::new();
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        let again = pairs[..i].iter().any(|(k, _)| k == name);
+        if again && !repeated.iter().any(|e| &e.field == name) {
+            repeated.push(FieldError::new(name, "must be given once"));
+        }
+    }
+    if repeated.is_empty() {
+        Ok(Ok(Form(pairs)))
+    } else {
+        Ok(Err(Error::Validation(repeated)))
+    }
+}
+
+/// A `Content-Type`'s media type, lowercased, without its parameters (charset, …).
+fn media_type_of(content_type: Option<&str>) -> Option<String> {
+    content_type
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// Passes when the request's `Content-Type` is `media_type` (parameters allowed) —
+/// or, with `is = false`, when it is not; else a 404, the weakest refusal, so that an
+/// endpoint taking two kinds of bodies answers with the refusal of the one it got.
+pub fn content_type_is(
+    media_type: &'static str,
+    is: bool,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(move |ct: Option<String>| async move {
+            if (media_type_of(ct.as_deref()).as_deref() == Some(media_type)) == is {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
 }
 
 /// Requires `Content-Type` to be `expected` (parameters such as charset allowed).
 fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and_then(move |ct: Option<String>| async move {
-            let essence = ct
-                .as_deref()
-                .and_then(|v| v.split(';').next())
-                .map(|v| v.trim().to_ascii_lowercase());
-            if essence.as_deref() == Some(expected) {
+            if media_type_of(ct.as_deref()).as_deref() == Some(expected) {
                 Ok(())
             } else {
                 Err(warp::reject::custom(HttpReject::UnsupportedMediaType(
@@ -457,14 +520,27 @@ mod tests {
         );
     }
 
+    fn parse_form_as<T: Body>(body: &[u8]) -> Result<Fields<T>, Error> {
+        parse_form(body).map(|form| form.and_then(|f| f.body::<T>()))
+    }
+
     #[test]
-    fn a_form_takes_the_first_value_of_a_field_and_names_missing_ones() {
-        let sample = parse_form::<Sample>(b"email=a%40example.com&name=x&name=y")
+    fn a_form_refuses_a_repeated_field_and_names_missing_ones() {
+        let sample = parse_form_as::<Sample>(b"email=a%40example.com&name=x&scope=s")
             .unwrap()
             .unwrap();
         assert_eq!(sample.name, "x");
         assert_eq!(
-            fields(refused(parse_form::<Sample>(b"grant_type=password"))),
+            fields(refused(parse_form_as::<Sample>(
+                b"email=a%40example.com&name=x&name=y&name=z&scope=1&scope=2"
+            ))),
+            [
+                ("name".into(), "must be given once".into()),
+                ("scope".into(), "must be given once".into())
+            ]
+        );
+        assert_eq!(
+            fields(refused(parse_form_as::<Sample>(b"grant_type=password"))),
             [
                 ("name".into(), "field required".into()),
                 ("email".into(), "field required".into())
@@ -480,7 +556,7 @@ mod tests {
             Ok(Err(Error::Validation(_)))
         ));
         assert!(matches!(
-            parse_form::<Sample>(b"name=n"),
+            parse_form_as::<Sample>(b"name=n"),
             Ok(Err(Error::Validation(_)))
         ));
         // ...the filter refuses a JSON field that is missing or not a string.

@@ -1,4 +1,7 @@
-//! RFC 9457 problem responses: the one place where an [`Error`] becomes HTTP.
+//! RFC 9457 problem responses: the one place where an [`Error`] becomes HTTP. At the
+//! OAuth2 endpoints (`/token`, `/refresh`, `/revoke`) a problem also carries RFC 6749
+//! §5.2's `error` member ([`OAuthError`], added by [`with_oauth_error`]), so that OAuth2
+//! client libraries raise an error instead of taking a problem body for a token.
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -36,16 +39,89 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>, nullable = false)]
     pub errors: Option<&'a [FieldError]>,
+    /// At `/token`, `/refresh` and `/revoke` only: the RFC 6749 §5.2 error code
+    /// (`invalid_request`, `invalid_grant`, `unsupported_grant_type`; and
+    /// `temporarily_unavailable` on 429/503, `server_error` on 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false, example = "invalid_grant")]
+    pub error: Option<&'static str>,
+}
+
+/// RFC 6749 §5.2's error codes, as the `error` member of a problem at the OAuth2
+/// endpoints. Statuses stay as SPEC §4 says; the code only tells an OAuth2 client
+/// which error it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthError {
+    /// A malformed or missing field, a wrong content type or length (400, 405, 411,
+    /// 413, 415, 422).
+    InvalidRequest,
+    /// Bad credentials, or a refresh token that is unknown, expired or revoked (401).
+    InvalidGrant,
+    /// A `grant_type` other than `password` and `refresh_token` (400).
+    UnsupportedGrantType,
+    /// Rate limited (429) or the database is away (503): the authorization
+    /// endpoint's code (RFC 6749 §4.1.2.1), which clients know, for a retry later.
+    TemporarilyUnavailable,
+    /// An internal error (500), likewise.
+    ServerError,
+}
+
+impl OAuthError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::ServerError => "server_error",
+        }
+    }
+
+    /// The code for a problem of `status` at an OAuth2 endpoint. Only the token
+    /// endpoint answers [`OAuthError::UnsupportedGrantType`], and says so itself.
+    pub fn for_status(status: StatusCode) -> OAuthError {
+        match status {
+            StatusCode::UNAUTHORIZED => OAuthError::InvalidGrant,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                OAuthError::TemporarilyUnavailable
+            }
+            s if s.is_server_error() => OAuthError::ServerError,
+            _ => OAuthError::InvalidRequest,
+        }
+    }
+}
+
+/// What a problem response was rendered from, kept on the response (an extension,
+/// never sent) so that [`with_oauth_error`] can render it again with `error`.
+#[derive(Debug, Clone)]
+struct Rendered {
+    detail: String,
+    errors: Option<Vec<FieldError>>,
 }
 
 /// A problem response with the given status and detail.
 pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) -> Response {
+    let mut resp = render(status, detail, errors, None);
+    resp.extensions_mut().insert(Rendered {
+        detail: detail.to_owned(),
+        errors: errors.map(<[FieldError]>::to_vec),
+    });
+    resp
+}
+
+fn render(
+    status: StatusCode,
+    detail: &str,
+    errors: Option<&[FieldError]>,
+    error: Option<OAuthError>,
+) -> Response {
     let body = Problem {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
         status: status.as_u16(),
         detail,
         errors,
+        error: error.map(OAuthError::as_str),
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(json.into());
@@ -53,6 +129,30 @@ pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) 
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     resp
+}
+
+/// A response of an OAuth2 endpoint: a problem gets the `error` member — `code`, or
+/// the one its status implies ([`OAuthError::for_status`]); headers, status and
+/// extensions (a 5xx's cause) stay. Anything else passes unchanged.
+pub fn with_oauth_error(resp: Response, code: Option<OAuthError>) -> Response {
+    let status = resp.status();
+    let Some(rendered) = resp.extensions().get::<Rendered>().cloned() else {
+        return resp;
+    };
+    let code = code.unwrap_or_else(|| OAuthError::for_status(status));
+    let (mut parts, _) = resp.into_parts();
+    // Rendered once: an endpoint's own code is not overwritten by the route's wrapper.
+    parts.extensions.remove::<Rendered>();
+    let body = render(
+        status,
+        &rendered.detail,
+        rendered.errors.as_deref(),
+        Some(code),
+    );
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    Response::from_parts(parts, body.into_body())
 }
 
 /// Why a request failed on the server's side: logged on the request's own log line

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use ipnet::IpNet;
+
 use super::rate_limit::RateLimits;
 use crate::config::{CorsOrigins, Settings};
 use crate::metrics::Metrics;
@@ -18,6 +20,14 @@ pub struct AppState {
     /// `None` without `metrics.bind`: then requests are not observed at all.
     metrics: Option<Metrics>,
     draining: AtomicBool,
+    /// `auth.issuer` and the trusted proxies, for the RFC 8414 metadata's URLs.
+    pub site: Site,
+}
+
+/// What the metadata document needs to name this server's URLs.
+pub struct Site {
+    pub issuer: String,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl AppState {
@@ -28,6 +38,10 @@ impl AppState {
             cors: settings.cors.clone(),
             metrics: settings.metrics_bind.map(|_| Metrics::new()),
             draining: AtomicBool::new(false),
+            site: Site {
+                issuer: settings.auth.issuer.clone(),
+                trusted_proxies: settings.rate_limit.trusted_proxies.clone(),
+            },
         })
     }
 

@@ -23,6 +23,8 @@ mod metrics;
 mod sessions;
 mod user_ref;
 
+mod revocation;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ mod keys;
 mod me;
 mod metrics;
 mod no_store;
+mod oauth2;
 mod prune;
 mod rate_limit;
 mod refresh;

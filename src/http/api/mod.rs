@@ -3,10 +3,13 @@
 //! schema at once), its handler and the handler's `#[utoipa::path]`:
 //!
 //! - [`register`]: `POST /api/v1/auth/register`;
-//! - [`token`]: `POST /api/v1/auth/token` (login, the OAuth2 password form);
+//! - [`token`]: `POST /api/v1/auth/token` (the OAuth2 token endpoint: the password
+//!   and refresh grants);
 //! - [`me`]: `GET /api/v1/auth/me`;
 //! - [`refresh`]: `POST /api/v1/auth/refresh` (and the body `/revoke` shares);
-//! - [`revoke`]: `POST /api/v1/auth/revoke`;
+//! - [`revoke`]: `POST /api/v1/auth/revoke` (JSON, or RFC 7009's form);
+//! - [`metadata`]: `GET /.well-known/oauth-authorization-server` (RFC 8414);
+//! - [`oauth`]: the RFC 6749 `error` member on the OAuth2 endpoints' errors;
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`jwks`]: `GET /.well-known/jwks.json`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
@@ -17,6 +20,8 @@
 pub mod health;
 pub mod jwks;
 pub mod me;
+pub mod metadata;
+pub mod oauth;
 pub mod refresh;
 pub mod register;
 pub mod reply;
@@ -42,6 +47,8 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(revoke::route(state))
         .unify()
+        .or(metadata::route(state))
+        .unify()
         .or(health::routes(state))
         .unify()
         .or(jwks::route(state))
@@ -56,7 +63,8 @@ mod tests {
 
     use super::refresh::RefreshRequest;
     use super::register::RegisterRequest;
-    use super::token::LoginForm;
+    use super::revoke::RevocationForm;
+    use super::token::{LoginForm, RefreshGrant};
     use crate::http::filters::Body;
 
     /// The names a body's `FIELDS` list, in order, against the fields its schema
@@ -80,5 +88,7 @@ mod tests {
         assert_listed_as_documented::<RegisterRequest>();
         assert_listed_as_documented::<LoginForm>();
         assert_listed_as_documented::<RefreshRequest>();
+        assert_listed_as_documented::<RefreshGrant>();
+        assert_listed_as_documented::<RevocationForm>();
     }
 }

@@ -10,6 +10,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::oauth;
 use super::reply::{json, respond};
 use crate::http::docs::responses::{
     BadRequest, InvalidRefreshToken, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
@@ -35,12 +36,12 @@ impl Body for RefreshRequest {
 
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path!("api" / "v1" / "auth" / "refresh")
-        .and(post(
+        .and(oauth::endpoint(post(
             limited(state.clone(), Endpoint::Refresh)
                 .and(with_service(state.clone()))
                 .and(filters::json::<RefreshRequest>())
                 .then(refresh),
-        ))
+        )))
         .boxed()
 }
 
@@ -53,7 +54,9 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     summary = "Rotate a refresh token",
     description = "Revokes the presented refresh token and returns a new pair in the same \
         session, atomically. Presenting an already rotated or revoked token revokes the \
-        whole session (theft detection). Rate limited per client IP (default 20 per minute).",
+        whole session (theft detection). Rate limited per client IP (default 20 per minute). \
+        The token endpoint's refresh grant (`grant_type=refresh_token`) does the same. \
+        Error bodies carry RFC 6749 §5.2's `error` member (`invalid_grant` on 401).",
     request_body(
         content = RefreshRequest,
         content_type = "application/json",

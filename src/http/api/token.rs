@@ -1,5 +1,8 @@
-//! `POST /api/v1/auth/token`: logs in with the OAuth2 password form.
+//! `POST /api/v1/auth/token`: the OAuth2 token endpoint. The password grant (no
+//! `grant_type`, or `password`) logs in; the refresh grant (`refresh_token`, RFC 6749
+//! §6) rotates a refresh token exactly as `/refresh` does, on `/refresh`'s rate limit.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -9,15 +12,18 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::oauth;
 use super::reply::{json, respond};
+use crate::error::Error;
 use crate::http::docs::responses::{
     BadCredentials, BadRequest, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
     UnsupportedMediaType, ValidationFailed,
 };
-use crate::http::filters::{self, Body, Field, Fields, limited, post, with_service};
+use crate::http::filters::{self, Body, Field, Fields, Form, post, take};
+use crate::http::problem::{OAuthError, with_oauth_error};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
-use crate::service::{AuthService, TokenPair};
+use crate::service::TokenPair;
 
 /// `POST /api/v1/auth/token`: the OAuth2 password form.
 #[derive(Deserialize, ToSchema)]
@@ -39,33 +45,140 @@ impl Body for LoginForm {
     ];
 }
 
+/// A token request: the fields of both grants, each read by its own grant.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    /// `password` (the default when absent) or `refresh_token`.
+    #[schema(nullable = false, example = "password")]
+    grant_type: Option<GrantType>,
+    /// Password grant: the username or the email address.
+    #[schema(nullable = false, example = "alice")]
+    username: Option<String>,
+    /// Password grant: the password.
+    #[schema(nullable = false, format = Password)]
+    password: Option<String>,
+    /// Refresh grant: the refresh token to rotate.
+    #[schema(nullable = false)]
+    refresh_token: Option<String>,
+}
+
+/// The grants this endpoint supports.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum GrantType {
+    Password,
+    RefreshToken,
+}
+
+/// The refresh grant's fields besides `grant_type` (RFC 6749 §6).
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshGrant {
+    /// A refresh token from an earlier answer of this endpoint or of `/refresh`.
+    pub refresh_token: String,
+}
+
+impl Body for RefreshGrant {
+    /// Any string: an unknown refresh token is a 401 (`invalid_grant`), not a 422.
+    const FIELDS: &'static [Field] = &[Field::of::<String>("refresh_token")];
+}
+
+/// What a token request asks for, by its `grant_type`.
+enum Grant {
+    Password,
+    RefreshToken,
+    /// Any other value: 400 `unsupported_grant_type`.
+    Unsupported,
+}
+
+impl Grant {
+    fn of(form: &Form) -> Grant {
+        match form.get("grant_type") {
+            None | Some("password") => Grant::Password,
+            Some("refresh_token") => Grant::RefreshToken,
+            Some(_) => Grant::Unsupported,
+        }
+    }
+
+    /// The quota a request of this grant takes: a refresh is a refresh wherever it
+    /// comes, so it cannot dodge `/refresh`'s limit here (nor spend the login's).
+    fn quota(&self) -> Endpoint {
+        match self {
+            Grant::RefreshToken => Endpoint::Refresh,
+            Grant::Password | Grant::Unsupported => Endpoint::Login,
+        }
+    }
+}
+
+/// The rate limit is taken once the grant is known (it picks the quota), before the
+/// service or any password hash is touched.
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
+    let state = state.clone();
     warp::path!("api" / "v1" / "auth" / "token")
-        .and(post(
-            limited(state.clone(), Endpoint::Login)
-                .and(with_service(state.clone()))
-                .and(filters::form::<LoginForm>())
-                .then(login),
-        ))
+        .and(oauth::endpoint(post(
+            filters::client(state.clone())
+                .and(filters::form_fields())
+                .then(move |client, form| login(state.clone(), client, form)),
+        )))
         .boxed()
 }
 
-/// Logs in with the OAuth2 password form.
+async fn token(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Response {
+    let grant = form.as_ref().map_or(Grant::Password, Grant::of);
+    let result = async {
+        take(&state, grant.quota(), client).await?;
+        let service = state
+            .service()
+            .ok_or(Error::NotReady("the server is starting"))?;
+        let form = form?;
+        let pair = match grant {
+            Grant::Password => {
+                let login = form.body::<LoginForm>()?;
+                service.login(&login.username, &login.password).await?
+            }
+            Grant::RefreshToken => {
+                let grant = form.body::<RefreshGrant>()?;
+                service.refresh(&grant.refresh_token).await?
+            }
+            Grant::Unsupported => {
+                let problem = respond(Err(Error::MalformedBody(
+                    "grant_type must be password or refresh_token".into(),
+                )));
+                return Ok(with_oauth_error(
+                    problem,
+                    Some(OAuthError::UnsupportedGrantType),
+                ));
+            }
+        };
+        Ok(json(StatusCode::OK, &pair))
+    };
+    respond(result.await)
+}
+
+/// Answers a token request: the password grant or the refresh grant.
 #[utoipa::path(
     post,
     path = "/api/v1/auth/token",
     tag = "auth",
     operation_id = "login",
-    summary = "Log in (OAuth2 password form)",
-    description = "Exchanges a username or email (matched case-insensitively) and a password \
-        for an access token and a refresh token. Every failure — unknown user, wrong \
-        password, inactive user — is the same 401. Other OAuth2 form fields (`grant_type`, \
-        `scope`, `client_id`, `client_secret`) are accepted and ignored. Rate limited per \
-        client IP (default 10 per minute).",
+    summary = "Log in, or rotate a refresh token (OAuth2 token endpoint)",
+    description = "The OAuth2 token endpoint (RFC 6749). **Password grant** (no `grant_type`, \
+        or `password`): exchanges a username or email (matched case-insensitively) and a \
+        password for an access token and a refresh token; every failure — unknown user, \
+        wrong password, inactive user — is the same 401. Rate limited per client IP \
+        (default 10 per minute). **Refresh grant** (`grant_type=refresh_token`, RFC 6749 \
+        §6): rotates `refresh_token` exactly as `/api/v1/auth/refresh` does, on its rate \
+        limit (default 20 per minute). Any other `grant_type` is a 400 with `error: \
+        \"unsupported_grant_type\"`. Other OAuth2 fields (`scope`, `client_id`, \
+        `client_secret`) are ignored; a field given twice is a 422 naming it. Error \
+        bodies carry RFC 6749 §5.2's `error` member (`invalid_grant` on 401, \
+        `invalid_request` on a malformed or missing field).",
     request_body(
-        content = LoginForm,
+        content = TokenRequest,
         content_type = "application/x-www-form-urlencoded",
-        description = "`username` and `password`, form-encoded (at most 16 KiB).",
+        description = "Form-encoded, at most 16 KiB: `username` and `password` (password \
+            grant), or `grant_type=refresh_token` and `refresh_token`.",
     ),
     responses(
         (status = 200, description = "Logged in: a new session (token family).", body = TokenPair,
@@ -89,11 +202,6 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn login(service: Arc<AuthService>, form: Fields<LoginForm>) -> Response {
-    let result = async {
-        let form = form?;
-        let pair = service.login(&form.username, &form.password).await?;
-        Ok(json(StatusCode::OK, &pair))
-    };
-    respond(result.await)
+pub async fn login(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Response {
+    token(state, client, form).await
 }

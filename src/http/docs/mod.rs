@@ -15,7 +15,11 @@ pub mod viewers;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
+    SecurityScheme,
+};
 use utoipa::openapi::{
     HeaderBuilder, ObjectBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response as ResponseDoc, Type,
 };
@@ -26,10 +30,12 @@ use warp::reply::Response;
 
 use super::api;
 use super::api::health::Health;
+use super::api::metadata::AuthorizationServerMetadata;
 use super::api::refresh::RefreshRequest;
 use super::api::register::RegisterRequest;
 use super::api::reply::UserResponse;
-use super::api::token::LoginForm;
+use super::api::revoke::RevocationForm;
+use super::api::token::{LoginForm, RefreshGrant, TokenRequest};
 use super::filters::get;
 use super::problem::{Problem, from_error};
 use crate::error::{Error, FieldError};
@@ -37,6 +43,14 @@ use crate::service::TokenPair;
 
 /// The security scheme name that protected operations refer to.
 pub const BEARER_SCHEME: &str = "bearer";
+
+/// The OAuth2 password flow every Bearer-protected operation also accepts, so that
+/// Swagger UI's Authorize logs in with a username and a password (as the original
+/// FastAPI service's docs did).
+pub const OAUTH2_SCHEME: &str = "oauth2";
+
+/// The token endpoint, as the password flow names it (relative to the document).
+const TOKEN_URL: &str = "/api/v1/auth/token";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,6 +68,7 @@ pub const BEARER_SCHEME: &str = "bearer";
         api::me::me,
         api::refresh::refresh,
         api::revoke::revoke,
+        api::metadata::metadata,
         api::health::liveness,
         api::health::readiness,
         api::health::startup,
@@ -66,7 +81,11 @@ pub const BEARER_SCHEME: &str = "bearer";
         schemas(
             RegisterRequest,
             LoginForm,
+            TokenRequest,
+            RefreshGrant,
             RefreshRequest,
+            RevocationForm,
+            AuthorizationServerMetadata,
             UserResponse,
             TokenPair,
             Health,
@@ -88,7 +107,7 @@ pub const BEARER_SCHEME: &str = "bearer";
             responses::Unavailable
         )
     ),
-    modifiers(&BearerScheme, &RetryAfterHeader, &RequestIdHeader),
+    modifiers(&BearerScheme, &PasswordFlow, &RetryAfterHeader, &RequestIdHeader),
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions."),
         (name = "health", description = "Probes for orchestrators and load balancers."),
@@ -115,6 +134,36 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Declares the OAuth2 password flow (`tokenUrl` = the token endpoint, which also
+/// answers the refresh grant) and lets every operation that takes the Bearer scheme
+/// take it as an alternative: the same access token, got by Swagger UI itself.
+struct PasswordFlow;
+
+impl Modify for PasswordFlow {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let flow = Password::with_refresh_url(TOKEN_URL, Scopes::new(), TOKEN_URL);
+        components.add_security_scheme(
+            OAUTH2_SCHEME,
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [Flow::Password(flow)],
+                "The OAuth2 password grant at the token endpoint: log in with a username \
+                 (or email) and a password; no client credentials.",
+            )),
+        );
+        let bearer = SecurityRequirement::new(BEARER_SCHEME, Vec::<String>::new());
+        let oauth2 = SecurityRequirement::new(OAUTH2_SCHEME, Vec::<String>::new());
+        for op in operations_mut(openapi) {
+            if let Some(security) = op.security.as_mut()
+                && security.contains(&bearer)
+                && !security.contains(&oauth2)
+            {
+                security.push(oauth2.clone());
+            }
+        }
     }
 }
 
@@ -174,23 +223,29 @@ impl Modify for RequestIdHeader {
             }
         };
         components.responses.values_mut().for_each(add);
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-                &mut item.query,
-            ];
-            for op in operations.into_iter().flatten() {
-                op.responses.responses.values_mut().for_each(add);
-            }
+        for op in operations_mut(openapi) {
+            op.responses.responses.values_mut().for_each(add);
         }
     }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations_mut(openapi: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The OpenAPI document.
