@@ -16,6 +16,9 @@ _authctl() {
             ",$1")
                 cmd="authctl"
                 ;;
+            authctl,audit)
+                cmd="authctl__subcmd__audit"
+                ;;
             authctl,completions)
                 cmd="authctl__subcmd__completions"
                 ;;
@@ -43,6 +46,21 @@ _authctl() {
             authctl,user)
                 cmd="authctl__subcmd__user"
                 ;;
+            authctl__subcmd__audit,help)
+                cmd="authctl__subcmd__audit__subcmd__help"
+                ;;
+            authctl__subcmd__audit,list)
+                cmd="authctl__subcmd__audit__subcmd__list"
+                ;;
+            authctl__subcmd__audit__subcmd__help,help)
+                cmd="authctl__subcmd__audit__subcmd__help__subcmd__help"
+                ;;
+            authctl__subcmd__audit__subcmd__help,list)
+                cmd="authctl__subcmd__audit__subcmd__help__subcmd__list"
+                ;;
+            authctl__subcmd__help,audit)
+                cmd="authctl__subcmd__help__subcmd__audit"
+                ;;
             authctl__subcmd__help,completions)
                 cmd="authctl__subcmd__help__subcmd__completions"
                 ;;
@@ -69,6 +87,9 @@ _authctl() {
                 ;;
             authctl__subcmd__help,user)
                 cmd="authctl__subcmd__help__subcmd__user"
+                ;;
+            authctl__subcmd__help__subcmd__audit,list)
+                cmd="authctl__subcmd__help__subcmd__audit__subcmd__list"
                 ;;
             authctl__subcmd__help__subcmd__token,inspect)
                 cmd="authctl__subcmd__help__subcmd__token__subcmd__inspect"
@@ -170,12 +191,134 @@ _authctl() {
 
     case "${cmd}" in
         authctl)
-            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token health completions openapi generate-assets help"
+            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token audit health completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__audit)
+            opts="-h --config --database-url --log-level --log-format --help list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__audit__subcmd__help)
+            opts="list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__audit__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__audit__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__audit__subcmd__list)
+            opts="-h --user --kind --since --limit --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired" -- "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -306,8 +449,36 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help)
-            opts="serve migrate user token health completions openapi generate-assets help"
+            opts="serve migrate user token audit health completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__audit)
+            opts="list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__audit__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

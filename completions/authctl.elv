@@ -30,6 +30,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand migrate 'Apply pending database migrations, or list them with --status'
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
+            cand audit 'Read the audit log'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
@@ -208,6 +209,37 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;token;help;help'= {
         }
+        &'authctl;audit'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List audit events, newest first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;audit;list'= {
+            cand --user 'Only events about this user: a numeric id (also of a deleted user), an email or a username'
+            cand --kind 'Only events of this kind'
+            cand --since 'Only events of the last DURATION (e.g. 15m, 24h, 7d)'
+            cand --limit 'Show at most this many events'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;audit;help'= {
+            cand list 'List audit events, newest first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;audit;help;list'= {
+        }
+        &'authctl;audit;help;help'= {
+        }
         &'authctl;health'= {
             cand --url 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]'
             cand --check 'Which probe to ask'
@@ -249,6 +281,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand migrate 'Apply pending database migrations, or list them with --status'
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
+            cand audit 'Read the audit log'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
@@ -289,6 +322,11 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;token;revoke-family'= {
         }
         &'authctl;help;token;prune'= {
+        }
+        &'authctl;help;audit'= {
+            cand list 'List audit events, newest first'
+        }
+        &'authctl;help;audit;list'= {
         }
         &'authctl;help;health'= {
         }

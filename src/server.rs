@@ -198,6 +198,9 @@ async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
                 if let Err(e) = service.prune().await {
                     tracing::warn!(error = %e, "pruning failed");
                 }
+                if let Err(e) = service.prune_audit().await {
+                    tracing::warn!(error = %e, "pruning the audit log failed");
+                }
             }
             _ = sweep.tick() => {
                 state.limits.forget_idle_clients();

@@ -1,6 +1,7 @@
 //! The command line: one file per group of subcommands, each a thin
 //! parse → service → print over the same core that `serve` uses.
 
+mod audit;
 mod health;
 mod ops;
 mod output;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Inspect, revoke and prune tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Read the audit log
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
     /// Print a shell completion script
@@ -200,6 +204,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Health(args) => Ok(health::run(&settings, &args).await),
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
+        Command::Audit(cmd) => audit::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }

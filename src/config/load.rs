@@ -134,6 +134,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.bcrypt_cost", ["AUTHCTL_BCRYPT_COST"], Int, auth.bcrypt_cost = parse_u32_in(4, 31)),
     setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_seconds),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
+    setting!("audit.retention", ["AUTHCTL_AUDIT_RETENTION"], Str, auth.audit_retention = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
 ];
 

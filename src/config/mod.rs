@@ -62,6 +62,8 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
     pub refresh_reuse_grace: Duration,
     pub issuer: String,
+    /// `audit.retention`: audit events older than this are dropped by housekeeping.
+    pub audit_retention: Duration,
 }
 
 impl Default for Settings {
@@ -88,6 +90,7 @@ impl Default for Settings {
                 bcrypt_cost: 12,
                 refresh_reuse_grace: Duration::ZERO,
                 issuer: "authctl".into(),
+                audit_retention: Duration::from_secs(90 * 24 * 3600),
             },
             cors: CorsOrigins::Off,
         }

@@ -22,11 +22,12 @@ use warp::http::header::{CONTENT_LENGTH, HeaderMap, TRANSFER_ENCODING};
 use warp::reply::Response;
 use warp::{Filter, Rejection, reject::Reject};
 
+use super::middleware::RequestId;
 use super::rate_limit::Endpoint;
 use super::state::AppState;
 use crate::domain::{Email, Password, Username};
 use crate::error::{Error, FieldError};
-use crate::service::AuthService;
+use crate::service::{AuthService, RequestContext};
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024;
@@ -75,6 +76,24 @@ pub fn limited(
             }
         })
         .untuple_one()
+}
+
+/// Where the request came from, for the audit log: the client's IP as the rate
+/// limiter resolves it, and the request id the response will carry.
+pub fn context(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (RequestContext,), Error = Rejection> + Clone {
+    super::listener::remote()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .and(warp::ext::optional::<RequestId>())
+        .map(
+            move |peer: Option<SocketAddr>, xff: Option<String>, id: Option<RequestId>| {
+                RequestContext {
+                    ip: peer.map(|p| state.limits.client_ip(Some(p.ip()), xff.as_deref())),
+                    request_id: id.map(|id| id.0),
+                }
+            },
+        )
 }
 
 /// `route` for `POST`; any other method is a 405 with `Allow: POST`.

@@ -256,6 +256,8 @@ where
     };
     let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(PeerAddr(peer));
+    let request_id = super::middleware::RequestId::for_request(req.headers());
+    req.extensions_mut().insert(request_id);
     let answer = tower_service::Service::call(&mut svc, req);
     let mut answer = std::pin::pin!(answer);
     tokio::select! {

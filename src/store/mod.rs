@@ -13,6 +13,8 @@ use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
 
+#[macro_use]
+pub mod audit;
 mod lane;
 #[macro_use]
 mod sql;
@@ -102,7 +104,7 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: audit::AuditStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.

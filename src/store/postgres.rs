@@ -49,3 +49,4 @@ async fn begin(
 }
 
 sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);
+audit_store!(PgStore);

@@ -52,3 +52,4 @@ async fn begin_immediate(
 }
 
 sql_store!(SqliteStore, SqliteRotation, Sqlite, "", begin_immediate);
+audit_store!(SqliteStore);

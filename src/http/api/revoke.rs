@@ -15,13 +15,14 @@ use crate::http::docs::responses::{
 };
 use crate::http::filters::{self, Fields, post, with_service};
 use crate::http::state::AppState;
-use crate::service::AuthService;
+use crate::service::{AuthService, RequestContext};
 
 /// Not rate limited: only register, token and refresh are (SPEC §6).
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path!("api" / "v1" / "auth" / "revoke")
         .and(post(
             with_service(state.clone())
+                .and(filters::context(state.clone()))
                 .and(filters::json::<RefreshRequest>())
                 .then(revoke),
         ))
@@ -53,9 +54,13 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn revoke(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> Response {
+pub async fn revoke(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    body: Fields<RefreshRequest>,
+) -> Response {
     let result = async {
-        service.revoke(&body?.refresh_token).await?;
+        service.revoke(&ctx, &body?.refresh_token).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)

@@ -17,7 +17,7 @@ use crate::http::docs::responses::{
 use crate::http::filters::{self, Body, Field, Fields, limited, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
-use crate::service::{AuthService, TokenPair};
+use crate::service::{AuthService, RequestContext, TokenPair};
 
 /// `POST /api/v1/auth/token`: the OAuth2 password form.
 #[derive(Deserialize, ToSchema)]
@@ -44,6 +44,7 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(post(
             limited(state.clone(), Endpoint::Login)
                 .and(with_service(state.clone()))
+                .and(filters::context(state.clone()))
                 .and(filters::form::<LoginForm>())
                 .then(login),
         ))
@@ -89,10 +90,14 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn login(service: Arc<AuthService>, form: Fields<LoginForm>) -> Response {
+pub async fn login(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    form: Fields<LoginForm>,
+) -> Response {
     let result = async {
         let form = form?;
-        let pair = service.login(&form.username, &form.password).await?;
+        let pair = service.login(&ctx, &form.username, &form.password).await?;
         Ok(json(StatusCode::OK, &pair))
     };
     respond(result.await)

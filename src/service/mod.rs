@@ -1,5 +1,8 @@
 //! `AuthService`: every rule of authctl, written once. The HTTP handlers and the CLI
-//! commands are thin calls into it.
+//! commands are thin calls into it. Rules of one concern live in a file of their own
+//! here ([`audit`]), each an `impl AuthService` block.
+
+pub mod audit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,8 @@ use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, U
 use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
 use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
+
+pub use audit::{Audit, AuditKind, RequestContext};
 
 /// The settings row that holds a generated signing key.
 const KEY_SETTING: &str = "jwt_secret_key";
@@ -111,14 +116,34 @@ impl AuthService {
     /// parsed, so valid, before they get here (a client's 422 names every bad one).
     pub async fn register(
         &self,
+        ctx: &RequestContext,
         email: Email,
         username: Username,
         password: &Password,
     ) -> Result<User> {
-        self.add_user(email, username, password, true).await
+        let user = self.create_user(email, username, password, true).await?;
+        self.audit(ctx, Audit::new(AuditKind::UserRegistered).user(&user))
+            .await;
+        Ok(user)
     }
 
+    /// An operator adds a user (`authctl user add`).
     pub async fn add_user(
+        &self,
+        email: Email,
+        username: Username,
+        password: &Password,
+        active: bool,
+    ) -> Result<User> {
+        let user = self.create_user(email, username, password, active).await?;
+        let event = Audit::new(AuditKind::UserCreated)
+            .user(&user)
+            .detail("active", active);
+        self.audit(&RequestContext::none(), event).await;
+        Ok(user)
+    }
+
+    async fn create_user(
         &self,
         email: Email,
         username: Username,
@@ -171,6 +196,15 @@ impl AuthService {
             revoked_sessions = revoked,
             "user state changed"
         );
+        let kind = if active {
+            AuditKind::UserEnabled
+        } else {
+            AuditKind::UserDisabled
+        };
+        let event = Audit::new(kind)
+            .user(&found)
+            .detail("revoked_sessions", revoked);
+        self.audit(&RequestContext::none(), event).await;
         Ok((self.find_user(&UserRef::Id(found.id)).await?, revoked))
     }
 
@@ -189,6 +223,11 @@ impl AuthService {
             revoked_sessions = revoked,
             "password changed"
         );
+        let event = Audit::new(AuditKind::PasswordChanged)
+            .user(&found)
+            .detail("by", "operator")
+            .detail("revoked_sessions", revoked);
+        self.audit(&RequestContext::none(), event).await;
         Ok((found, revoked))
     }
 
@@ -199,6 +238,11 @@ impl AuthService {
             return Err(Error::NotFound(user.to_string()));
         }
         tracing::info!(user_id = found.id.0, "user deleted");
+        self.audit(
+            &RequestContext::none(),
+            Audit::new(AuditKind::UserDeleted).user(&found),
+        )
+        .await;
         Ok(found)
     }
 
@@ -206,7 +250,12 @@ impl AuthService {
 
     /// Logs in by username or email (case-insensitively). Every failure is the same
     /// [`Error::InvalidCredentials`] after the same bcrypt work.
-    pub async fn login(&self, login: &str, password: &str) -> Result<TokenPair> {
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        login: &str,
+        password: &str,
+    ) -> Result<TokenPair> {
         let plausible = login.len() <= Email::MAX_LEN
             && !login.contains('\0')
             && password.len() <= Password::MAX_BYTES
@@ -225,7 +274,24 @@ impl AuthService {
             .await?;
         let user = match found {
             Some(c) if verified && c.user.is_active => c.user,
-            _ => return Err(Error::InvalidCredentials),
+            Some(c) => {
+                let reason = if verified {
+                    "inactive"
+                } else {
+                    "wrong_password"
+                };
+                let event = Audit::new(AuditKind::LoginFailed)
+                    .user(&c.user)
+                    .detail("reason", reason);
+                self.audit(ctx, event).await;
+                return Err(Error::InvalidCredentials);
+            }
+            None => {
+                // No identifier at all: what was typed may be someone's password.
+                let event = Audit::new(AuditKind::LoginFailed).detail("reason", "unknown_account");
+                self.audit(ctx, event).await;
+                return Err(Error::InvalidCredentials);
+            }
         };
         let now = Utc::now();
         let family = FamilyId::new();
@@ -240,6 +306,10 @@ impl AuthService {
             )
             .await?;
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
+        let event = Audit::new(AuditKind::LoginSucceeded)
+            .user(&user)
+            .family(family);
+        self.audit(ctx, event).await;
         self.pair(user.id, family, refresh, now)
     }
 
@@ -267,7 +337,7 @@ impl AuthService {
     /// in the same family, in one transaction. Presenting a retired token again revokes
     /// the family (theft detection), unless it comes within the grace window of its
     /// rotation, which returns the same successor.
-    pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
+    pub async fn refresh(&self, ctx: &RequestContext, raw: &str) -> Result<TokenPair> {
         let token =
             RefreshToken::parse(raw.trim()).ok_or(Error::InvalidToken("unknown refresh token"))?;
         let digest = token.digest();
@@ -291,7 +361,7 @@ impl AuthService {
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 return self.pair(user, family, successor, now);
             }
-            return self.reuse_detected(tx, family, user, now).await;
+            return self.reuse_detected(ctx, tx, &rec, now).await;
         }
         if rec.expires_at <= now {
             return Err(Error::InvalidToken("refresh token expired"));
@@ -300,7 +370,7 @@ impl AuthService {
             return Err(Error::InvalidToken("user disabled"));
         }
         if !tx.mark_rotated(&digest, now).await? {
-            return self.reuse_detected(tx, family, user, now).await;
+            return self.reuse_detected(ctx, tx, &rec, now).await;
         }
         tx.insert_refresh(family, &successor.digest(), now, now + self.refresh_ttl())
             .await?;
@@ -321,21 +391,26 @@ impl AuthService {
 
     async fn reuse_detected(
         &self,
+        ctx: &RequestContext,
         mut tx: Box<dyn crate::store::RotationTx>,
-        family: FamilyId,
-        user: UserId,
+        rec: &RefreshRecord,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let (family, user) = (rec.family_id, rec.user_id);
         tx.revoke_family(family, "refresh token reuse", now).await?;
         tx.commit().await?;
         tracing::warn!(user_id = user.0, family_id = %family, "refresh token reuse detected: session revoked");
+        let event = Audit::new(AuditKind::RefreshReuseDetected)
+            .user_ref(user, Some(&rec.username))
+            .family(family);
+        self.audit(ctx, event).await;
         Err(Error::InvalidToken(
             "refresh token reuse detected; session revoked",
         ))
     }
 
     /// Logout: revokes the token's whole family. Unknown tokens are ignored.
-    pub async fn revoke(&self, raw: &str) -> Result<()> {
+    pub async fn revoke(&self, ctx: &RequestContext, raw: &str) -> Result<()> {
         let Some(token) = RefreshToken::parse(raw.trim()) else {
             return Ok(());
         };
@@ -344,12 +419,20 @@ impl AuthService {
                 .revoke_family(rec.family_id, "logout", Utc::now())
                 .await?;
             tracing::info!(user_id = rec.user_id.0, family_id = %rec.family_id, "session revoked (logout)");
+            let event = Audit::new(AuditKind::SessionRevoked)
+                .user_ref(rec.user_id, Some(&rec.username))
+                .family(rec.family_id)
+                .detail("reason", "logout");
+            self.audit(ctx, event).await;
         }
         Ok(())
     }
 
     /// Revokes one family by id.
     pub async fn revoke_family(&self, family: FamilyId) -> Result<()> {
+        let Some(found) = self.store.find_family(family).await? else {
+            return Err(Error::NotFound(format!("family {family}")));
+        };
         if !self
             .store
             .revoke_family(family, "revoked by operator", Utc::now())
@@ -358,6 +441,11 @@ impl AuthService {
             return Err(Error::NotFound(format!("family {family}")));
         }
         tracing::info!(family_id = %family, "session revoked by operator");
+        let event = Audit::new(AuditKind::SessionRevoked)
+            .user_ref(found.user_id, Some(&found.username))
+            .family(family)
+            .detail("reason", "operator");
+        self.audit(&RequestContext::none(), event).await;
         Ok(())
     }
 
@@ -393,6 +481,11 @@ impl AuthService {
             .store
             .revoke_user_families(found.id, "revoked by operator", Utc::now())
             .await?;
+        let event = Audit::new(AuditKind::SessionRevoked)
+            .user(&found)
+            .detail("reason", "operator")
+            .detail("sessions", n);
+        self.audit(&RequestContext::none(), event).await;
         Ok((found, n))
     }
 

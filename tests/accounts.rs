@@ -1,0 +1,325 @@
+//! Accounts that defend themselves (SPEC §10), on SQLite and PostgreSQL: the audit log
+//! as `authctl audit list` shows it after real API calls and CLI commands.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use assert_cmd::Command;
+use authctl::service::AuthService;
+use support::{Backend, PASSWORD, TestApp, spawn_app};
+
+on_both_backends!(
+    every_action_leaves_an_audit_event_with_no_secret_in_it,
+    audit_list_filters_by_user_kind_and_time_newest_first,
+    housekeeping_drops_audit_events_older_than_the_retention,
+);
+
+const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
+
+/// `authctl` in an empty working directory, against the app's database.
+fn authctl(app: &TestApp) -> Command {
+    let mut cmd = Command::new(support::authctl_bin());
+    cmd.current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .env("SECRET_KEY", KEY)
+        .env("AUTHCTL_BCRYPT_COST", "4")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+/// Runs `authctl ARGS` and returns its stdout as JSON.
+fn run_json(app: &TestApp, args: &[&str]) -> serde_json::Value {
+    let out = authctl(app).args(args).output().expect("run authctl");
+    assert!(
+        out.status.success(),
+        "authctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn audit(app: &TestApp, filters: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["audit", "list", "--output", "json"];
+    args.extend_from_slice(filters);
+    run_json(app, &args)
+        .as_array()
+        .expect("a JSON array")
+        .clone()
+}
+
+fn kinds(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind").to_owned())
+        .collect()
+}
+
+async fn tokens(resp: reqwest::Response) -> (String, String) {
+    assert_eq!(resp.status(), 200);
+    let b: serde_json::Value = resp.json().await.expect("token json");
+    (
+        b["access_token"].as_str().expect("access").to_owned(),
+        b["refresh_token"].as_str().expect("refresh").to_owned(),
+    )
+}
+
+async fn every_action_leaves_an_audit_event_with_no_secret_in_it(backend: Backend) {
+    let app = spawn_app(&backend, |_| {}).await;
+    let wrong = "wrong-password-42";
+    let typo_login = "nosuchuser-typed-secret";
+    let new_password = "a brand new passphrase";
+
+    // Through the API, with a request id of our own.
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .header("x-request-id", "req-register-1")
+        .json(&serde_json::json!({"email": "ann@example.com", "username": "ann", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (access, refresh) = tokens(app.login("ann", PASSWORD).await).await;
+    assert_eq!(app.login("ann", wrong).await.status(), 401);
+    assert_eq!(app.login(typo_login, PASSWORD).await.status(), 401);
+    let (_, rotated) = tokens(app.refresh(&refresh).await).await;
+    // Presenting the rotated-away token again: theft detection.
+    assert_eq!(app.refresh(&refresh).await.status(), 401);
+    let (_, second) = tokens(app.login("ann", PASSWORD).await).await;
+    assert_eq!(app.revoke(&second).await.status(), 204);
+
+    // Through the CLI.
+    authctl(&app)
+        .args([
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--username",
+            "bob",
+        ])
+        .arg("--password-stdin")
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .success();
+    let (_, bo_refresh) = tokens(app.login("bob", PASSWORD).await).await;
+    let family =
+        run_json(&app, &["token", "inspect", &bo_refresh, "--output", "json"])["family_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    authctl(&app)
+        .args(["token", "revoke-family", &family])
+        .assert()
+        .success();
+    authctl(&app)
+        .args(["user", "disable", "bob"])
+        .assert()
+        .success();
+    authctl(&app)
+        .args(["user", "enable", "bob"])
+        .assert()
+        .success();
+    authctl(&app)
+        .args(["user", "set-password", "bob", "--password-stdin"])
+        .write_stdin(format!("{new_password}\n"))
+        .assert()
+        .success();
+    authctl(&app)
+        .args(["user", "delete", "bob"])
+        .assert()
+        .success();
+
+    let events = audit(&app, &["--limit", "1000"]);
+    let seen: BTreeSet<String> = kinds(&events).into_iter().collect();
+    for kind in [
+        "user_registered",
+        "user_created",
+        "login_succeeded",
+        "login_failed",
+        "refresh_reuse_detected",
+        "session_revoked",
+        "user_disabled",
+        "user_enabled",
+        "password_changed",
+        "user_deleted",
+    ] {
+        assert!(seen.contains(kind), "no {kind} event in {seen:?}");
+    }
+
+    // Every event has the documented shape.
+    for e in &events {
+        let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "at",
+                "kind",
+                "user_id",
+                "username",
+                "family_id",
+                "ip",
+                "request_id",
+                "detail"
+            ]),
+            "{e}"
+        );
+        assert!(e["detail"].is_object(), "{e}");
+    }
+
+    // The registration carries the client's IP and its request id.
+    let registered = events
+        .iter()
+        .find(|e| e["kind"] == "user_registered")
+        .unwrap();
+    assert_eq!(registered["username"], "ann");
+    assert_eq!(registered["request_id"], "req-register-1");
+    assert_eq!(registered["ip"], "127.0.0.1");
+    // A CLI action has no client.
+    let created = events.iter().find(|e| e["kind"] == "user_created").unwrap();
+    assert!(created["ip"].is_null() && created["request_id"].is_null());
+    // A success names its session; the reuse names the family it revoked.
+    let success = events
+        .iter()
+        .find(|e| e["kind"] == "login_succeeded" && e["username"] == "ann")
+        .unwrap();
+    assert!(success["family_id"].is_string());
+    let reuse = events
+        .iter()
+        .find(|e| e["kind"] == "refresh_reuse_detected")
+        .unwrap();
+    assert_eq!(reuse["username"], "ann");
+    assert!(reuse["family_id"].is_string());
+
+    // A failed login for an unknown account records no identifier at all.
+    let failures: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "login_failed")
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let unknown = failures.iter().find(|e| e["user_id"].is_null()).unwrap();
+    assert!(unknown["username"].is_null(), "{unknown}");
+    let known = failures.iter().find(|e| e["user_id"].is_number()).unwrap();
+    assert_eq!(known["username"], "ann");
+
+    // No password, token, login typo or key anywhere in the log.
+    let all = serde_json::to_string(&events).unwrap();
+    for secret in [
+        PASSWORD,
+        wrong,
+        typo_login,
+        new_password,
+        KEY,
+        access.as_str(),
+        refresh.as_str(),
+        rotated.as_str(),
+        second.as_str(),
+        bo_refresh.as_str(),
+    ] {
+        assert!(!all.contains(secret), "the audit log contains a secret");
+    }
+    app.shutdown().await;
+}
+
+async fn audit_list_filters_by_user_kind_and_time_newest_first(backend: Backend) {
+    let app = spawn_app(&backend, |_| {}).await;
+    app.user_with_tokens("cat").await;
+    app.user_with_tokens("dan").await;
+    assert_eq!(app.login("cat", "wrong-password").await.status(), 401);
+
+    let all = audit(&app, &[]);
+    let at: Vec<&str> = all.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    let parsed: Vec<chrono::DateTime<chrono::Utc>> =
+        at.iter().map(|s| s.parse().expect("RFC 3339")).collect();
+    assert!(
+        parsed.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {at:?}"
+    );
+    assert_eq!(
+        all[0]["kind"], "login_failed",
+        "the last action comes first"
+    );
+
+    let cat = audit(&app, &["--user", "cat"]);
+    assert_eq!(
+        kinds(&cat),
+        ["login_failed", "login_succeeded", "user_registered"]
+    );
+    assert!(cat.iter().all(|e| e["username"] == "cat"));
+    // A numeric id is the same user.
+    let id = cat[0]["user_id"].as_i64().unwrap().to_string();
+    assert_eq!(audit(&app, &["--user", &id]).len(), 3);
+
+    let logins = audit(&app, &["--kind", "login_succeeded"]);
+    assert_eq!(logins.len(), 2);
+    assert_eq!(logins[0]["username"], "dan");
+    assert_eq!(
+        audit(&app, &["--kind", "login_succeeded", "--user", "dan"]).len(),
+        1
+    );
+    assert_eq!(audit(&app, &["--limit", "2"]).len(), 2);
+    assert_eq!(audit(&app, &["--since", "1h"]).len(), all.len());
+
+    // An unknown kind is a usage error naming the valid ones; an unknown user exit 3.
+    authctl(&app)
+        .args(["audit", "list", "--kind", "coffee_made"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("login_locked"));
+    authctl(&app)
+        .args(["audit", "list", "--user", "nobody"])
+        .assert()
+        .code(3);
+    // The table for people names the kinds too.
+    authctl(&app)
+        .args(["audit", "list", "--user", "dan"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("user_registered"));
+    app.shutdown().await;
+}
+
+async fn housekeeping_drops_audit_events_older_than_the_retention(backend: Backend) {
+    use authctl::store::audit::NewAuditEvent;
+
+    let app = spawn_app(&backend, |_| {}).await;
+    app.user_with_tokens("eve").await;
+    let mut settings = app.settings.auth.clone();
+    settings.audit_retention = std::time::Duration::from_secs(24 * 3600);
+    let store = authctl::store::connect(&app.settings).expect("store");
+    let service = AuthService::new(store.clone(), &settings)
+        .await
+        .expect("service");
+    // 2 500 events from two days ago: more than one batch.
+    let old = chrono::Utc::now() - chrono::Duration::days(2);
+    for _ in 0..2500 {
+        store
+            .audit_insert(&NewAuditEvent {
+                at: old,
+                kind: "login_failed",
+                user_id: None,
+                username: None,
+                family_id: None,
+                ip: None,
+                request_id: None,
+                detail: "{}".into(),
+            })
+            .await
+            .expect("insert an old event");
+    }
+    let before = audit(&app, &["--limit", "100000"]).len();
+    assert_eq!(before, 2502);
+    assert_eq!(service.prune_audit().await.expect("prune"), 2500);
+    let left = audit(&app, &["--limit", "100000"]);
+    assert_eq!(kinds(&left), ["login_succeeded", "user_registered"]);
+    assert_eq!(service.prune_audit().await.expect("prune again"), 0);
+    app.shutdown().await;
+}
