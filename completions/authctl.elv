@@ -70,6 +70,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
@@ -131,6 +133,24 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'authctl;user;show'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;unlock'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -138,6 +158,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -151,6 +173,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;delete'= {
         }
         &'authctl;user;help;set-password'= {
+        }
+        &'authctl;user;help;show'= {
+        }
+        &'authctl;user;help;unlock'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -299,6 +325,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
         }
         &'authctl;help;user;add'= {
         }
@@ -311,6 +339,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;user;delete'= {
         }
         &'authctl;help;user;set-password'= {
+        }
+        &'authctl;help;user;show'= {
+        }
+        &'authctl;help;user;unlock'= {
         }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'

@@ -1,5 +1,6 @@
 //! Accounts that defend themselves (SPEC §10), on SQLite and PostgreSQL: the audit log
-//! as `authctl audit list` shows it after real API calls and CLI commands.
+//! as `authctl audit list` shows it after real API calls and CLI commands; lockout per
+//! account under concurrency, with `user show` and `user unlock`.
 
 mod support;
 
@@ -13,6 +14,9 @@ on_both_backends!(
     every_action_leaves_an_audit_event_with_no_secret_in_it,
     audit_list_filters_by_user_kind_and_time_newest_first,
     housekeeping_drops_audit_events_older_than_the_retention,
+    thirty_concurrent_wrong_guesses_at_threshold_three_verify_at_most_three_against_the_real_hash,
+    a_locked_account_refuses_the_right_password_with_the_generic_401_until_unlocked,
+    locks_double_up_to_the_maximum_and_a_success_resets_the_count,
 );
 
 const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
@@ -321,5 +325,190 @@ async fn housekeeping_drops_audit_events_older_than_the_retention(backend: Backe
     let left = audit(&app, &["--limit", "100000"]);
     assert_eq!(kinds(&left), ["login_succeeded", "user_registered"]);
     assert_eq!(service.prune_audit().await.expect("prune again"), 0);
+    app.shutdown().await;
+}
+
+/// `user show USER --output json`.
+fn show(app: &TestApp, user: &str) -> serde_json::Value {
+    run_json(app, &["user", "show", user, "--output", "json"])
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["kind"] == kind).count()
+}
+
+/// Every attempt that reached bcrypt with the real hash leaves exactly one
+/// `login_failed` (or `login_succeeded`) event; every attempt refused by the lockout
+/// one `login_locked` (verified against the dummy hash). So the audit log of one user
+/// counts the real verifies: the test-visible counter the spec asks for, read from
+/// the same database every replica writes to.
+async fn thirty_concurrent_wrong_guesses_at_threshold_three_verify_at_most_three_against_the_real_hash(
+    backend: Backend,
+) {
+    let app = spawn_app(&backend, |s| {
+        s.auth.lockout_threshold = 3;
+        s.auth.lockout_duration = std::time::Duration::from_secs(300);
+    })
+    .await;
+    app.user_with_tokens("fay").await;
+    let guesses: Vec<_> = (0..30)
+        .map(|i| {
+            let client = app.client.clone();
+            let url = app.url("/api/v1/auth/token");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .form(&[
+                        ("username", "fay"),
+                        ("password", &format!("guess-number-{i}")),
+                    ])
+                    .send()
+                    .await
+                    .expect("login request")
+                    .status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.expect("guess task"));
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+
+    let events = audit(&app, &["--user", "fay", "--limit", "1000"]);
+    let real = count(&events, "login_failed");
+    let refused = count(&events, "login_locked");
+    assert!(
+        real <= 3,
+        "{real} guesses were verified against the real hash"
+    );
+    assert_eq!(real, 3, "the first three are checked for real");
+    assert_eq!(refused, 27);
+    assert_eq!(count(&events, "account_locked"), 1);
+    let state = show(&app, "fay");
+    assert!(state["locked_until"].is_string(), "{state}");
+    assert_eq!(state["lock_count"], 1);
+    app.shutdown().await;
+}
+
+async fn a_locked_account_refuses_the_right_password_with_the_generic_401_until_unlocked(
+    backend: Backend,
+) {
+    let app = spawn_app(&backend, |s| s.auth.lockout_threshold = 2).await;
+    app.user_with_tokens("gil").await;
+    let unknown = app.login("nobody-at-all", PASSWORD).await;
+    let unknown_body = unknown.bytes().await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(app.login("gil", "not-the-password").await.status(), 401);
+    }
+    // Locked: the right password gets exactly the body an unknown user gets.
+    let r = app.login("gil", PASSWORD).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/problem+json",
+        "a problem body"
+    );
+    assert_eq!(r.bytes().await.unwrap(), unknown_body);
+    let state = show(&app, "gil");
+    assert_eq!(state["username"], "gil");
+    assert_eq!(
+        state["failed_logins"], 0,
+        "the count starts again under a lock"
+    );
+    let until: chrono::DateTime<chrono::Utc> =
+        state["locked_until"].as_str().unwrap().parse().unwrap();
+    let left = until - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(4) && left <= chrono::Duration::minutes(5),
+        "the default lock is 5m: {left}"
+    );
+    // The human view says so too.
+    authctl(&app)
+        .args(["user", "show", "gil"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("locked until"));
+
+    // The lock is in the database: a second server on it refuses too.
+    let second = authctl::server::spawn(app.settings.clone(), Default::default())
+        .await
+        .expect("a second server starts");
+    for _ in 0..300 {
+        let ready = app
+            .client
+            .get(format!("http://{}/health/startup", second.addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = app
+        .client
+        .post(format!("http://{}/api/v1/auth/token", second.addr))
+        .form(&[("username", "gil"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("login at the second server");
+    assert_eq!(r.status(), 401);
+    second.shutdown().await.expect("clean shutdown");
+
+    let out = run_json(&app, &["user", "unlock", "gil", "--output", "json"]);
+    assert_eq!(out["was_locked"], true);
+    assert_eq!(app.login("gil", PASSWORD).await.status(), 200);
+    let state = show(&app, "gil");
+    assert!(state["locked_until"].is_null(), "{state}");
+    assert_eq!(state["lock_count"], 0);
+    let events = audit(&app, &["--user", "gil"]);
+    assert_eq!(
+        kinds(&events)[..3],
+        ["login_succeeded", "account_unlocked", "login_locked"]
+    );
+    authctl(&app)
+        .args(["user", "unlock", "nobody"])
+        .assert()
+        .code(3);
+    app.shutdown().await;
+}
+
+async fn locks_double_up_to_the_maximum_and_a_success_resets_the_count(backend: Backend) {
+    use std::time::Duration;
+    let app = spawn_app(&backend, |s| {
+        s.auth.lockout_threshold = 2;
+        s.auth.lockout_duration = Duration::from_secs(1);
+        s.auth.lockout_max_duration = Duration::from_secs(3);
+    })
+    .await;
+    app.user_with_tokens("hal").await;
+    // One failure, then a success: the count starts again.
+    assert_eq!(app.login("hal", "not-the-password").await.status(), 401);
+    assert_eq!(show(&app, "hal")["failed_logins"], 1);
+    assert_eq!(app.login("hal", PASSWORD).await.status(), 200);
+    assert_eq!(show(&app, "hal")["failed_logins"], 0);
+
+    // Lock lengths 1s, 2s, then 3s (4s capped at the maximum).
+    for (lock, expected) in [(1, 1), (2, 2), (3, 3)] {
+        for _ in 0..2 {
+            assert_eq!(app.login("hal", "not-the-password").await.status(), 401);
+        }
+        let state = show(&app, "hal");
+        assert_eq!(state["lock_count"], lock, "{state}");
+        let until: chrono::DateTime<chrono::Utc> =
+            state["locked_until"].as_str().unwrap().parse().unwrap();
+        let left = (until - chrono::Utc::now()).num_milliseconds();
+        assert!(
+            left > expected * 1000 - 900 && left <= expected * 1000,
+            "lock {lock}: {left} ms left, expected about {expected} s"
+        );
+        tokio::time::sleep(Duration::from_millis(left as u64 + 100)).await;
+    }
+    // After the lock ran out, the right password works and clears the escalation.
+    assert_eq!(app.login("hal", PASSWORD).await.status(), 200);
+    let state = show(&app, "hal");
+    assert_eq!(state["lock_count"], 0);
+    assert_eq!(state["failed_logins"], 0);
     app.shutdown().await;
 }

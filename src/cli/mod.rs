@@ -113,6 +113,10 @@ pub enum UserCommand {
     Delete(user::TargetArgs),
     /// Set a user's password and revoke all of their sessions
     SetPassword(user::SetPasswordArgs),
+    /// Show a user with failed logins and any lock
+    Show(user::TargetArgs),
+    /// End a user's lockout (failed logins and lock cleared)
+    Unlock(user::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -134,6 +134,9 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.bcrypt_cost", ["AUTHCTL_BCRYPT_COST"], Int, auth.bcrypt_cost = parse_u32_in(4, 31)),
     setting!("auth.refresh_reuse_grace_seconds", ["AUTHCTL_REFRESH_REUSE_GRACE_SECONDS"], Int, auth.refresh_reuse_grace = parse_seconds),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
+    setting!("auth.lockout_threshold", ["AUTHCTL_LOCKOUT_THRESHOLD"], Int, auth.lockout_threshold = parse_u32_in(0, 1_000_000)),
+    setting!("auth.lockout_duration", ["AUTHCTL_LOCKOUT_DURATION"], Str, auth.lockout_duration = parse_duration),
+    setting!("auth.lockout_max_duration", ["AUTHCTL_LOCKOUT_MAX_DURATION"], Str, auth.lockout_max_duration = parse_duration),
     setting!("audit.retention", ["AUTHCTL_AUDIT_RETENTION"], Str, auth.audit_retention = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
 ];
@@ -199,6 +202,13 @@ pub fn load_with(
                 "both {a} and {b} set the same lifetime; set only one"
             )));
         }
+    }
+    if settings.auth.lockout_duration > settings.auth.lockout_max_duration {
+        return Err(Error::config(format!(
+            "auth.lockout_duration ({}) is longer than auth.lockout_max_duration ({})",
+            humantime::format_duration(settings.auth.lockout_duration),
+            humantime::format_duration(settings.auth.lockout_max_duration)
+        )));
     }
     if settings.pool_min > settings.pool_max {
         return Err(Error::config(format!(

@@ -64,6 +64,11 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `audit.retention`: audit events older than this are dropped by housekeeping.
     pub audit_retention: Duration,
+    /// Consecutive failed logins that lock an account; 0 turns lockout off.
+    pub lockout_threshold: u32,
+    /// The first lock's length; each further lock doubles it, up to the maximum.
+    pub lockout_duration: Duration,
+    pub lockout_max_duration: Duration,
 }
 
 impl Default for Settings {
@@ -91,6 +96,9 @@ impl Default for Settings {
                 refresh_reuse_grace: Duration::ZERO,
                 issuer: "authctl".into(),
                 audit_retention: Duration::from_secs(90 * 24 * 3600),
+                lockout_threshold: 10,
+                lockout_duration: Duration::from_secs(5 * 60),
+                lockout_max_duration: Duration::from_secs(3600),
             },
             cors: CorsOrigins::Off,
         }

@@ -3,6 +3,7 @@
 //! here ([`audit`]), each an `impl AuthService` block.
 
 pub mod audit;
+pub mod lockout;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
 pub use audit::{Audit, AuditKind, RequestContext};
+use lockout::Gate;
 
 /// The settings row that holds a generated signing key.
 const KEY_SETTING: &str = "jwt_secret_key";
@@ -268,12 +270,28 @@ impl AuthService {
             None
         };
         let candidate = if plausible { password } else { "" };
-        let verified = self
-            .hasher
-            .verify(candidate, found.as_ref().map(|c| c.password_hash.as_str()))
-            .await?;
+        // Counted before the verify (see `lockout`); a locked account verifies
+        // against the dummy hash, for the same time and the same answer.
+        let gate = match &found {
+            Some(c) => self.lockout_gate(c.user.id).await?,
+            None => Gate::Open,
+        };
+        let real_hash = match gate {
+            Gate::Locked => None,
+            Gate::Open | Gate::Counted(_) => found.as_ref().map(|c| c.password_hash.as_str()),
+        };
+        let verified = self.hasher.verify(candidate, real_hash).await?;
         let user = match found {
-            Some(c) if verified && c.user.is_active => c.user,
+            Some(c) if gate == Gate::Locked => {
+                tracing::info!(user_id = c.user.id.0, "login refused: account locked");
+                self.audit(ctx, Audit::new(AuditKind::LoginLocked).user(&c.user))
+                    .await;
+                return Err(Error::InvalidCredentials);
+            }
+            Some(c) if verified && c.user.is_active => {
+                self.lockout_success(gate, c.user.id).await?;
+                c.user
+            }
             Some(c) => {
                 let reason = if verified {
                     "inactive"
@@ -284,6 +302,11 @@ impl AuthService {
                     .user(&c.user)
                     .detail("reason", reason);
                 self.audit(ctx, event).await;
+                if verified {
+                    self.lockout_success(gate, c.user.id).await?;
+                } else {
+                    self.lockout_failure(ctx, gate, &c.user).await?;
+                }
                 return Err(Error::InvalidCredentials);
             }
             None => {

@@ -15,6 +15,8 @@ use crate::tokens::refresh::TokenDigest;
 
 #[macro_use]
 pub mod audit;
+#[macro_use]
+pub mod lockout;
 mod lane;
 #[macro_use]
 mod sql;
@@ -104,7 +106,7 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: audit::AuditStore + Send + Sync + 'static {
+pub trait Store: audit::AuditStore + lockout::LockoutStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.
