@@ -115,6 +115,9 @@ _authctl() {
             authctl__subcmd__help__subcmd__user,list)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__help__subcmd__user,sessions)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__sessions"
+                ;;
             authctl__subcmd__help__subcmd__user,set-password)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__set__subcmd__password"
                 ;;
@@ -166,6 +169,9 @@ _authctl() {
             authctl__subcmd__user,list)
                 cmd="authctl__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__user,sessions)
+                cmd="authctl__subcmd__user__subcmd__sessions"
+                ;;
             authctl__subcmd__user,set-password)
                 cmd="authctl__subcmd__user__subcmd__set__subcmd__password"
                 ;;
@@ -192,6 +198,9 @@ _authctl() {
                 ;;
             authctl__subcmd__user__subcmd__help,list)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__list"
+                ;;
+            authctl__subcmd__user__subcmd__help,sessions)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__sessions"
                 ;;
             authctl__subcmd__user__subcmd__help,set-password)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__set__subcmd__password"
@@ -663,7 +672,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user)
-            opts="add list disable enable delete set-password show unlock"
+            opts="add list disable enable delete set-password show unlock sessions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -733,6 +742,20 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__user__subcmd__sessions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1097,7 +1120,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user)
-            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock help"
+            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock sessions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1271,7 +1294,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user__subcmd__help)
-            opts="add list disable enable delete set-password show unlock help"
+            opts="add list disable enable delete set-password show unlock sessions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1368,6 +1391,20 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__user__subcmd__help__subcmd__sessions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__user__subcmd__help__subcmd__set__subcmd__password)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1423,6 +1460,40 @@ _authctl() {
                     ;;
                 --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__sessions)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --config)

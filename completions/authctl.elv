@@ -72,6 +72,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
@@ -151,6 +152,15 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'authctl;user;sessions'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -160,6 +170,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -177,6 +188,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;show'= {
         }
         &'authctl;user;help;unlock'= {
+        }
+        &'authctl;user;help;sessions'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -327,6 +340,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
         }
         &'authctl;help;user;add'= {
         }
@@ -343,6 +357,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;user;show'= {
         }
         &'authctl;help;user;unlock'= {
+        }
+        &'authctl;help;user;sessions'= {
         }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'

@@ -1,6 +1,7 @@
 //! Accounts that defend themselves (SPEC §10), on SQLite and PostgreSQL: the audit log
 //! as `authctl audit list` shows it after real API calls and CLI commands; lockout per
-//! account under concurrency, with `user show` and `user unlock`.
+//! account under concurrency, with `user show` and `user unlock`; the sessions API and
+//! `user sessions`.
 
 mod support;
 
@@ -17,6 +18,8 @@ on_both_backends!(
     thirty_concurrent_wrong_guesses_at_threshold_three_verify_at_most_three_against_the_real_hash,
     a_locked_account_refuses_the_right_password_with_the_generic_401_until_unlocked,
     locks_double_up_to_the_maximum_and_a_success_resets_the_count,
+    a_user_lists_their_sessions_and_ends_one_but_not_another_users,
+    logout_scopes_end_this_session_the_others_or_all,
 );
 
 const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
@@ -510,5 +513,201 @@ async fn locks_double_up_to_the_maximum_and_a_success_resets_the_count(backend: 
     let state = show(&app, "hal");
     assert_eq!(state["lock_count"], 0);
     assert_eq!(state["failed_logins"], 0);
+    app.shutdown().await;
+}
+
+/// Logs in as `name` with a user agent; returns (access, refresh).
+async fn login_as(app: &TestApp, name: &str, agent: &str) -> (String, String) {
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("user-agent", agent)
+        .form(&[("username", name), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    tokens(r).await
+}
+
+async fn sessions(app: &TestApp, access: &str) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v1/auth/sessions"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sid(app: &TestApp, access: &str) -> String {
+    let r = app.me(access).await;
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = sessions(app, access).await.json().await.unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .expect("a current session")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn a_user_lists_their_sessions_and_ends_one_but_not_another_users(backend: Backend) {
+    let app = spawn_app(&backend, |_| {}).await;
+    let (other_access, _) = app.user_with_tokens("ivy").await;
+    app.register("jon@example.com", "jon", PASSWORD).await;
+    let (phone, phone_refresh) = login_as(&app, "jon", "phone/1.0").await;
+    let (laptop, _) = login_as(&app, "jon", "laptop/2.0").await;
+
+    let r = sessions(&app, &laptop).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let list: serde_json::Value = r.json().await.unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["user_agent"], "laptop/2.0", "newest first");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[1]["current"], false);
+    assert_eq!(list[1]["ip"], "127.0.0.1");
+    for s in list {
+        for key in [
+            "id",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "user_agent",
+            "ip",
+            "current",
+        ] {
+            assert!(s.get(key).is_some(), "{key} missing in {s}");
+        }
+    }
+    // A refresh moves last_used_at; /me does not write.
+    let before = list[1]["last_used_at"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&phone).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (phone, _) = tokens(app.refresh(&phone_refresh).await).await;
+    let list: serde_json::Value = sessions(&app, &laptop).await.json().await.unwrap();
+    let after = list[1]["last_used_at"].as_str().unwrap().to_owned();
+    assert!(after > before, "{before} -> {after}");
+
+    // The CLI lists the same.
+    let cli = run_json(&app, &["user", "sessions", "jon", "--output", "json"]);
+    assert_eq!(cli.as_array().unwrap().len(), 2);
+
+    // Another user's session, an unknown or malformed id: 404, and nothing ends.
+    let ivy_sid = sid(&app, &other_access).await;
+    let delete = |access: String, id: String| {
+        let app = &app;
+        async move {
+            app.client
+                .delete(app.url(&format!("/api/v1/auth/sessions/{id}")))
+                .bearer_auth(access)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    support::assert_problem(delete(laptop.clone(), ivy_sid).await, 404).await;
+    assert_eq!(app.me(&other_access).await.status(), 200);
+    support::assert_problem(
+        delete(laptop.clone(), uuid::Uuid::new_v4().to_string()).await,
+        404,
+    )
+    .await;
+    support::assert_problem(delete(laptop.clone(), "not-a-uuid".into()).await, 404).await;
+    // No token: 401.
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/auth/sessions/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    support::assert_problem(r, 401).await;
+
+    // Ending the phone's session from the laptop.
+    let phone_sid = sid(&app, &phone).await;
+    let r = delete(laptop.clone(), phone_sid.clone()).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.me(&phone).await.status(), 401);
+    assert_eq!(app.me(&laptop).await.status(), 200);
+    support::assert_problem(delete(laptop.clone(), phone_sid).await, 404).await;
+    let list: serde_json::Value = sessions(&app, &laptop).await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // Wrong method: 405 naming DELETE.
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/auth/sessions/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "DELETE");
+    app.shutdown().await;
+}
+
+async fn logout_scopes_end_this_session_the_others_or_all(backend: Backend) {
+    let app = spawn_app(&backend, |_| {}).await;
+    let (a, _) = app.user_with_tokens("kim").await;
+    let (b, _) = login_as(&app, "kim", "b").await;
+    let (c, _) = login_as(&app, "kim", "c").await;
+    let (d, _) = login_as(&app, "kim", "d").await;
+    let logout = |access: String, body: Option<serde_json::Value>| {
+        let app = &app;
+        async move {
+            let req = app
+                .client
+                .post(app.url("/api/v1/auth/logout"))
+                .bearer_auth(access);
+            let req = match body {
+                Some(b) => req.json(&b),
+                None => req,
+            };
+            req.send().await.unwrap()
+        }
+    };
+    // No body: local.
+    assert_eq!(logout(a.clone(), None).await.status(), 204);
+    assert_eq!(app.me(&a).await.status(), 401);
+    assert_eq!(app.me(&b).await.status(), 200);
+    // Others: the caller's survives.
+    let r = logout(b.clone(), Some(serde_json::json!({"scope": "others"}))).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(app.me(&b).await.status(), 200);
+    assert_eq!(app.me(&c).await.status(), 401);
+    assert_eq!(app.me(&d).await.status(), 401);
+    // A bad scope is a 422 naming it; no token a 401.
+    let body = support::assert_problem(
+        logout(b.clone(), Some(serde_json::json!({"scope": "everything"}))).await,
+        422,
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "scope");
+    support::assert_problem(
+        app.client
+            .post(app.url("/api/v1/auth/logout"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+    // Global: all, the caller's included.
+    let (e, _) = login_as(&app, "kim", "e").await;
+    assert_eq!(
+        logout(b.clone(), Some(serde_json::json!({"scope": "global"})))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(app.me(&b).await.status(), 401);
+    assert_eq!(app.me(&e).await.status(), 401);
+    let events = audit(&app, &["--user", "kim", "--kind", "session_revoked"]);
+    let scopes: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail"]["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(scopes, ["global", "others", "local"]);
     app.shutdown().await;
 }

@@ -117,6 +117,8 @@ pub enum UserCommand {
     Show(user::TargetArgs),
     /// End a user's lockout (failed logins and lock cleared)
     Unlock(user::TargetArgs),
+    /// List a user's live sessions
+    Sessions(user::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]

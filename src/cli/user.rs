@@ -163,6 +163,37 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 ]),
             }
         }
+        UserCommand::Sessions(args) => {
+            let service = open_service(settings).await?;
+            let (_, sessions) = service.user_sessions(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&sessions),
+                OutputFormat::Table => {
+                    let mut t = output::table(&[
+                        "ID",
+                        "CREATED",
+                        "LAST USED",
+                        "EXPIRES",
+                        "IP",
+                        "USER AGENT",
+                    ]);
+                    let when = |d: chrono::DateTime<chrono::Utc>| {
+                        d.format("%Y-%m-%d %H:%M:%SZ").to_string()
+                    };
+                    for s in &sessions {
+                        t.add_row(vec![
+                            s.id.to_string(),
+                            when(s.created_at),
+                            s.last_used_at.map_or_else(|| "-".into(), when),
+                            when(s.expires_at),
+                            s.ip.clone().unwrap_or_else(|| "-".into()),
+                            s.user_agent.clone().unwrap_or_else(|| "-".into()),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
         UserCommand::Unlock(args) => {
             let service = open_service(settings).await?;
             let (user, was_locked) = service.unlock(&args.user).await?;

@@ -78,19 +78,28 @@ pub fn limited(
         .untuple_one()
 }
 
+/// The longest `User-Agent` kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
 /// Where the request came from, for the audit log: the client's IP as the rate
-/// limiter resolves it, and the request id the response will carry.
+/// limiter resolves it, the request id the response will carry, and the user agent.
 pub fn context(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (RequestContext,), Error = Rejection> + Clone {
     super::listener::remote()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .and(warp::ext::optional::<RequestId>())
+        .and(warp::header::optional::<String>("user-agent"))
         .map(
-            move |peer: Option<SocketAddr>, xff: Option<String>, id: Option<RequestId>| {
+            move |peer: Option<SocketAddr>,
+                  xff: Option<String>,
+                  id: Option<RequestId>,
+                  agent: Option<String>| {
                 RequestContext {
                     ip: peer.map(|p| state.limits.client_ip(Some(p.ip()), xff.as_deref())),
                     request_id: id.map(|id| id.0),
+                    // Bounded: it is stored with every session.
+                    user_agent: agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect()),
                 }
             },
         )
@@ -369,7 +378,7 @@ fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rej
 /// The body, at most [`MAX_BODY_BYTES`] (413 beyond). A request with neither
 /// `Content-Length` nor `Transfer-Encoding` has an empty body (RFC 9112 §6.3), so it is
 /// read as empty; only a body of unknown length (chunked) is refused with 411.
-fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+pub fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     let no_body = warp::header::headers_cloned().and_then(|headers: HeaderMap| async move {
         if headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
             Err(warp::reject::not_found())

@@ -64,12 +64,14 @@ impl AuditKind {
 }
 
 /// Where a request came from, for the audit log: the client's IP (as the rate limiter
-/// sees it, trusted proxies resolved) and the request id its response carries. The
-/// CLI passes [`RequestContext::none`].
+/// sees it, trusted proxies resolved), the request id its response carries, and its
+/// user agent (for the sessions list). The CLI passes [`RequestContext::none`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {
     pub ip: Option<IpAddr>,
     pub request_id: Option<String>,
+    /// The client's `User-Agent`, for the sessions it starts (never audited).
+    pub user_agent: Option<String>,
 }
 
 impl RequestContext {

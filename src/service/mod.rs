@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod lockout;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
-use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
+use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
 use crate::tokens::{JwtKeys, RefreshToken};
 
@@ -329,6 +330,7 @@ impl AuthService {
             )
             .await?;
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
+        self.touch_session(ctx, family, now).await;
         let event = Audit::new(AuditKind::LoginSucceeded)
             .user(&user)
             .family(family);
@@ -338,22 +340,7 @@ impl AuthService {
 
     /// The user behind an access token, if its session is alive and the user active.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let claims = self.jwt.verify(access_token).map_err(|f| match f {
-            JwtFailure::Expired => Error::InvalidToken("access token expired"),
-            JwtFailure::Invalid => Error::InvalidToken("access token invalid"),
-        })?;
-        let session = self
-            .store
-            .session_user(claims.user_id()?, claims.family_id()?)
-            .await?
-            .ok_or(Error::InvalidToken("session not found"))?;
-        if session.family_revoked_at.is_some() {
-            return Err(Error::InvalidToken("session revoked"));
-        }
-        if !session.user.is_active {
-            return Err(Error::InvalidToken("user disabled"));
-        }
-        Ok(session.user)
+        Ok(self.authenticate_session(access_token).await?.0)
     }
 
     /// Rotates a refresh token: the presented token is retired and its successor issued
@@ -399,6 +386,7 @@ impl AuthService {
             .await?;
         tx.commit().await?;
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
+        self.touch_session(ctx, family, now).await;
         self.pair(user, family, successor, now)
     }
 

@@ -17,6 +17,8 @@ use crate::tokens::refresh::TokenDigest;
 pub mod audit;
 #[macro_use]
 pub mod lockout;
+#[macro_use]
+pub mod sessions;
 mod lane;
 #[macro_use]
 mod sql;
@@ -106,7 +108,9 @@ pub struct PruneReport {
 
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
-pub trait Store: audit::AuditStore + lockout::LockoutStore + Send + Sync + 'static {
+pub trait Store:
+    audit::AuditStore + lockout::LockoutStore + sessions::SessionStore + Send + Sync + 'static
+{
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database.

@@ -51,3 +51,4 @@ async fn begin(
 sql_store!(PgStore, PgRotation, Postgres, " FOR UPDATE OF rt", begin);
 audit_store!(PgStore);
 lockout_store!(PgStore);
+session_store!(PgStore);

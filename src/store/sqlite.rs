@@ -54,3 +54,4 @@ async fn begin_immediate(
 sql_store!(SqliteStore, SqliteRotation, Sqlite, "", begin_immediate);
 audit_store!(SqliteStore);
 lockout_store!(SqliteStore);
+session_store!(SqliteStore);

@@ -7,6 +7,8 @@
 //! - [`me`]: `GET /api/v1/auth/me`;
 //! - [`refresh`]: `POST /api/v1/auth/refresh` (and the body `/revoke` shares);
 //! - [`revoke`]: `POST /api/v1/auth/revoke`;
+//! - [`sessions`]: `GET /api/v1/auth/sessions`, `DELETE /api/v1/auth/sessions/{id}`;
+//! - [`logout`]: `POST /api/v1/auth/logout` (Bearer, with a scope);
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
 //!
@@ -14,11 +16,13 @@
 //! type) named in the document's `paths(...)` (and `schemas(...)`) in `docs`.
 
 pub mod health;
+pub mod logout;
 pub mod me;
 pub mod refresh;
 pub mod register;
 pub mod reply;
 pub mod revoke;
+pub mod sessions;
 pub mod token;
 
 use std::sync::Arc;
@@ -39,6 +43,10 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(refresh::route(state))
         .unify()
         .or(revoke::route(state))
+        .unify()
+        .or(sessions::route(state))
+        .unify()
+        .or(logout::route(state))
         .unify()
         .or(health::routes(state))
         .unify()
