@@ -1,7 +1,7 @@
 //! Accounts that defend themselves (SPEC §10), on SQLite and PostgreSQL: the audit log
 //! as `authctl audit list` shows it after real API calls and CLI commands; lockout per
 //! account under concurrency, with `user show` and `user unlock`; the sessions API and
-//! `user sessions`.
+//! `user sessions`; the password change.
 
 mod support;
 
@@ -20,6 +20,9 @@ on_both_backends!(
     locks_double_up_to_the_maximum_and_a_success_resets_the_count,
     a_user_lists_their_sessions_and_ends_one_but_not_another_users,
     logout_scopes_end_this_session_the_others_or_all,
+    a_password_change_keeps_the_callers_session_and_ends_the_others,
+    a_wrong_current_password_is_403_and_counts_towards_the_lockout,
+    password_changes_have_a_rate_limit_of_their_own,
 );
 
 const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
@@ -709,5 +712,116 @@ async fn logout_scopes_end_this_session_the_others_or_all(backend: Backend) {
         .map(|e| e["detail"]["scope"].as_str().unwrap())
         .collect();
     assert_eq!(scopes, ["global", "others", "local"]);
+    app.shutdown().await;
+}
+
+async fn change_password(
+    app: &TestApp,
+    access: &str,
+    current: &str,
+    new: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/password"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({"current_password": current, "new_password": new}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_password_change_keeps_the_callers_session_and_ends_the_others(backend: Backend) {
+    let app = spawn_app(&backend, |_| {}).await;
+    let new = "a brand new passphrase";
+    let (mine, my_refresh) = app.user_with_tokens("lou").await;
+    let (other, other_refresh) = login_as(&app, "lou", "other").await;
+
+    // An invalid new password is a 422 naming it, and nothing changes.
+    let body =
+        support::assert_problem(change_password(&app, &mine, PASSWORD, "short").await, 422).await;
+    assert_eq!(body["errors"][0]["field"], "new_password");
+    assert_eq!(app.me(&other).await.status(), 200);
+
+    let r = change_password(&app, &mine, PASSWORD, new).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(
+        app.me(&mine).await.status(),
+        200,
+        "the caller's session survives"
+    );
+    let (renewed, _) = tokens(app.refresh(&my_refresh).await).await;
+    assert!(!renewed.is_empty(), "the caller's session still refreshes");
+    assert_eq!(app.me(&other).await.status(), 401);
+    assert_eq!(app.refresh(&other_refresh).await.status(), 401);
+    assert_eq!(app.login("lou", PASSWORD).await.status(), 401);
+    assert_eq!(app.login("lou", new).await.status(), 200);
+    // No token: 401.
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/password"))
+        .json(&serde_json::json!({"current_password": new, "new_password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    support::assert_problem(r, 401).await;
+
+    let events = audit(&app, &["--user", "lou", "--kind", "password_changed"]);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["detail"]["revoked_sessions"], 1);
+    let all = serde_json::to_string(&audit(&app, &["--limit", "1000"])).unwrap();
+    assert!(!all.contains(new) && !all.contains(PASSWORD) && !all.contains(&mine));
+    app.shutdown().await;
+}
+
+async fn a_wrong_current_password_is_403_and_counts_towards_the_lockout(backend: Backend) {
+    let app = spawn_app(&backend, |s| s.auth.lockout_threshold = 2).await;
+    let (mine, _) = app.user_with_tokens("max").await;
+    let body = support::assert_problem(
+        change_password(&app, &mine, "not-the-password", "another passphrase").await,
+        403,
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("current password")
+    );
+    assert_eq!(show(&app, "max")["failed_logins"], 1);
+    support::assert_problem(
+        change_password(&app, &mine, "not-the-password", "another passphrase").await,
+        403,
+    )
+    .await;
+    // Locked now: the right password is refused at login and here alike.
+    assert!(show(&app, "max")["locked_until"].is_string());
+    assert_eq!(app.login("max", PASSWORD).await.status(), 401);
+    support::assert_problem(
+        change_password(&app, &mine, PASSWORD, "another passphrase").await,
+        403,
+    )
+    .await;
+    app.shutdown().await;
+}
+
+async fn password_changes_have_a_rate_limit_of_their_own(backend: Backend) {
+    let app = spawn_app(&backend, |s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.register_per_minute = std::num::NonZeroU32::new(100).unwrap();
+        s.rate_limit.login_per_minute = std::num::NonZeroU32::new(100).unwrap();
+        s.rate_limit.password_per_minute = std::num::NonZeroU32::new(2).unwrap();
+        s.auth.lockout_threshold = 0;
+    })
+    .await;
+    let (mine, _) = app.user_with_tokens("ned").await;
+    for _ in 0..2 {
+        support::assert_problem(change_password(&app, &mine, "wrong-one", "x").await, 422).await;
+    }
+    let r = change_password(&app, &mine, PASSWORD, "another passphrase").await;
+    assert!(r.headers().contains_key("retry-after"));
+    support::assert_problem(r, 429).await;
+    // The other endpoints keep their own buckets.
+    assert_eq!(app.login("ned", PASSWORD).await.status(), 200);
     app.shutdown().await;
 }

@@ -32,6 +32,7 @@ const RATE_LIMITED: &[&str] = &[
     "/api/v1/auth/register",
     "/api/v1/auth/token",
     "/api/v1/auth/refresh",
+    "/api/v1/auth/password",
 ];
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",

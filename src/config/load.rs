@@ -124,6 +124,7 @@ const SETTINGS: &[Setting] = &[
     setting!("rate_limit.register_per_minute", ["AUTHCTL_RATE_LIMIT_REGISTER_PER_MINUTE"], Int, rate_limit.register_per_minute = parse_per_minute),
     setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
     setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
+    setting!("rate_limit.password_per_minute", ["AUTHCTL_RATE_LIMIT_PASSWORD_PER_MINUTE"], Int, rate_limit.password_per_minute = parse_per_minute),
     setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
     setting!("auth.secret_key", ["AUTHCTL_SECRET_KEY", "SECRET_KEY"], Str, auth.secret_key = |s| SecretKey::parse(s).map(Some)),
     setting!("auth.algorithm", ["AUTHCTL_ALGORITHM", "ALGORITHM"], Str, auth.algorithm = parse_algorithm),

@@ -49,6 +49,7 @@ pub struct RateLimitSettings {
     pub register_per_minute: NonZeroU32,
     pub login_per_minute: NonZeroU32,
     pub refresh_per_minute: NonZeroU32,
+    pub password_per_minute: NonZeroU32,
     pub trusted_proxies: Vec<IpNet>,
 }
 
@@ -85,6 +86,7 @@ impl Default for Settings {
                 register_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
                 login_per_minute: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
                 refresh_per_minute: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
+                password_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
                 trusted_proxies: Vec::new(),
             },
             auth: AuthSettings {

@@ -19,6 +19,8 @@ pub enum Endpoint {
     Register,
     Login,
     Refresh,
+    /// `POST /api/v1/auth/password`: a bucket of its own.
+    Password,
 }
 
 pub struct RateLimits {
@@ -26,6 +28,7 @@ pub struct RateLimits {
     register: Limiter,
     login: Limiter,
     refresh: Limiter,
+    password: Limiter,
 }
 
 impl RateLimits {
@@ -34,6 +37,7 @@ impl RateLimits {
             register: RateLimiter::keyed(Quota::per_minute(settings.register_per_minute)),
             login: RateLimiter::keyed(Quota::per_minute(settings.login_per_minute)),
             refresh: RateLimiter::keyed(Quota::per_minute(settings.refresh_per_minute)),
+            password: RateLimiter::keyed(Quota::per_minute(settings.password_per_minute)),
             settings: settings.clone(),
         }
     }
@@ -47,6 +51,7 @@ impl RateLimits {
             Endpoint::Register => &self.register,
             Endpoint::Login => &self.login,
             Endpoint::Refresh => &self.refresh,
+            Endpoint::Password => &self.password,
         };
         limiter
             .check_key(&client)
@@ -59,7 +64,7 @@ impl RateLimits {
 
     /// Forgets clients whose quota has refilled, so the maps do not grow forever.
     pub fn forget_idle_clients(&self) {
-        for limiter in [&self.register, &self.login, &self.refresh] {
+        for limiter in [&self.register, &self.login, &self.refresh, &self.password] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -134,6 +139,7 @@ mod tests {
             register_per_minute: std::num::NonZeroU32::new(2).unwrap(),
             login_per_minute: std::num::NonZeroU32::new(3).unwrap(),
             refresh_per_minute: std::num::NonZeroU32::new(3).unwrap(),
+            password_per_minute: std::num::NonZeroU32::new(3).unwrap(),
             trusted_proxies: vec![],
         };
         let limits = RateLimits::new(&settings);

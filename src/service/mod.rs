@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod lockout;
+pub mod password;
 pub mod sessions;
 
 use std::sync::Arc;

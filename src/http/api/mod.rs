@@ -9,6 +9,7 @@
 //! - [`revoke`]: `POST /api/v1/auth/revoke`;
 //! - [`sessions`]: `GET /api/v1/auth/sessions`, `DELETE /api/v1/auth/sessions/{id}`;
 //! - [`logout`]: `POST /api/v1/auth/logout` (Bearer, with a scope);
+//! - [`password`]: `POST /api/v1/auth/password` (Bearer);
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
 //!
@@ -18,6 +19,7 @@
 pub mod health;
 pub mod logout;
 pub mod me;
+pub mod password;
 pub mod refresh;
 pub mod register;
 pub mod reply;
@@ -47,6 +49,8 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(sessions::route(state))
         .unify()
         .or(logout::route(state))
+        .unify()
+        .or(password::route(state))
         .unify()
         .or(health::routes(state))
         .unify()
@@ -84,5 +88,6 @@ mod tests {
         assert_listed_as_documented::<RegisterRequest>();
         assert_listed_as_documented::<LoginForm>();
         assert_listed_as_documented::<RefreshRequest>();
+        assert_listed_as_documented::<super::password::PasswordChange>();
     }
 }
