@@ -288,6 +288,14 @@ async fn audit_list_filters_by_user_kind_and_time_newest_first(backend: Backend)
         .args(["audit", "list", "--user", "nobody"])
         .assert()
         .code(3);
+    // With no id of the client's own, the event names the one the response carries.
+    let r = app.login("dan", PASSWORD).await;
+    let sent = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let last = audit(
+        &app,
+        &["--user", "dan", "--kind", "login_succeeded", "--limit", "1"],
+    );
+    assert_eq!(last[0]["request_id"], sent);
     // The table for people names the kinds too.
     authctl(&app)
         .args(["audit", "list", "--user", "dan"])
