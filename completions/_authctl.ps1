@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply pending database migrations, or list them with --status')
             [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Manage users')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Inspect, revoke and prune tokens')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Probe a running server; exit 0 when healthy, 1 when not or unreachable')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'List, rotate and retire the signing keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the configuration and show the effective settings, secrets redacted')
@@ -77,6 +78,9 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a user with all sessions and tokens')
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -145,6 +149,36 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'authctl;user;show' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;user;unlock' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;user;sessions' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'authctl;user;help' {
             [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Create a user (password from --password-stdin or a no-echo prompt)')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List users')
@@ -152,6 +186,9 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a user with all sessions and tokens')
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -171,6 +208,15 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;user;help;set-password' {
+            break
+        }
+        'authctl;user;help;show' {
+            break
+        }
+        'authctl;user;help;unlock' {
+            break
+        }
+        'authctl;user;help;sessions' {
             break
         }
         'authctl;user;help;help' {
@@ -238,6 +284,42 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;token;help;help' {
+            break
+        }
+        'authctl;audit' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'authctl;audit;list' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only events about this user: a numeric id (also of a deleted user), an email or a username')
+            [CompletionResult]::new('--kind', '--kind', [CompletionResultType]::ParameterName, 'Only events of this kind')
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only events of the last DURATION (e.g. 15m, 24h, 7d)')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'Show at most this many events')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;audit;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'authctl;audit;help;list' {
+            break
+        }
+        'authctl;audit;help;help' {
             break
         }
         'authctl;health' {
@@ -380,6 +462,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('migrate', 'migrate', [CompletionResultType]::ParameterValue, 'Apply pending database migrations, or list them with --status')
             [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Manage users')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Inspect, revoke and prune tokens')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Probe a running server; exit 0 when healthy, 1 when not or unreachable')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'List, rotate and retire the signing keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the configuration and show the effective settings, secrets redacted')
@@ -402,6 +485,9 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('enable', 'enable', [CompletionResultType]::ParameterValue, 'Enable a disabled user')
             [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Delete a user with all sessions and tokens')
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
+            [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             break
         }
         'authctl;help;user;add' {
@@ -422,6 +508,15 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
         'authctl;help;user;set-password' {
             break
         }
+        'authctl;help;user;show' {
+            break
+        }
+        'authctl;help;user;unlock' {
+            break
+        }
+        'authctl;help;user;sessions' {
+            break
+        }
         'authctl;help;token' {
             [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Verify a token and show what it is: claims, family, user, state')
             [CompletionResult]::new('revoke-family', 'revoke-family', [CompletionResultType]::ParameterValue, 'Revoke a token family (session), or all of a user''s')
@@ -435,6 +530,13 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;help;token;prune' {
+            break
+        }
+        'authctl;help;audit' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List audit events, newest first')
+            break
+        }
+        'authctl;help;audit;list' {
             break
         }
         'authctl;help;health' {

@@ -30,6 +30,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand migrate 'Apply pending database migrations, or list them with --status'
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
+            cand audit 'Read the audit log'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -71,6 +72,9 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
@@ -132,6 +136,33 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'authctl;user;show'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;unlock'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;sessions'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -139,6 +170,9 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -152,6 +186,12 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;delete'= {
         }
         &'authctl;user;help;set-password'= {
+        }
+        &'authctl;user;help;show'= {
+        }
+        &'authctl;user;help;unlock'= {
+        }
+        &'authctl;user;help;sessions'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -209,6 +249,37 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;token;help;prune'= {
         }
         &'authctl;token;help;help'= {
+        }
+        &'authctl;audit'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List audit events, newest first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;audit;list'= {
+            cand --user 'Only events about this user: a numeric id (also of a deleted user), an email or a username'
+            cand --kind 'Only events of this kind'
+            cand --since 'Only events of the last DURATION (e.g. 15m, 24h, 7d)'
+            cand --limit 'Show at most this many events'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;audit;help'= {
+            cand list 'List audit events, newest first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;audit;help;list'= {
+        }
+        &'authctl;audit;help;help'= {
         }
         &'authctl;health'= {
             cand --url 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]'
@@ -332,6 +403,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand migrate 'Apply pending database migrations, or list them with --status'
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
+            cand audit 'Read the audit log'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -351,6 +423,9 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand enable 'Enable a disabled user'
             cand delete 'Delete a user with all sessions and tokens'
             cand set-password 'Set a user''s password and revoke all of their sessions'
+            cand show 'Show a user with failed logins and any lock'
+            cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand sessions 'List a user''s live sessions'
         }
         &'authctl;help;user;add'= {
         }
@@ -364,6 +439,12 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;help;user;set-password'= {
         }
+        &'authctl;help;user;show'= {
+        }
+        &'authctl;help;user;unlock'= {
+        }
+        &'authctl;help;user;sessions'= {
+        }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'
             cand revoke-family 'Revoke a token family (session), or all of a user''s'
@@ -374,6 +455,11 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;token;revoke-family'= {
         }
         &'authctl;help;token;prune'= {
+        }
+        &'authctl;help;audit'= {
+            cand list 'List audit events, newest first'
+        }
+        &'authctl;help;audit;list'= {
         }
         &'authctl;help;health'= {
         }

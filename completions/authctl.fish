@@ -35,6 +35,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "serve" -d 'Run the 
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "user" -d 'Manage users'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "audit" -d 'Read the audit log'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "keys" -d 'List, rotate and retire the signing keys'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
@@ -59,19 +60,22 @@ complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l log-format -
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l status -d 'List applied and pending migrations instead of applying them'
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "list" -d 'List users'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "enable" -d 'Enable a disabled user'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "show" -d 'Show a user with failed logins and any lock'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "sessions" -d 'List a user\'s live sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'Email address (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l username -d 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l output -r -f -a "table\t'Aligned table for people'
@@ -124,12 +128,39 @@ complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_su
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from set-password" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled user'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a user with failed logins and any lock'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "sessions" -d 'List a user\'s live sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
@@ -171,6 +202,42 @@ complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_s
 complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
 complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -f -a "list" -d 'List audit events, newest first'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and not __fish_seen_subcommand_from list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l user -d 'Only events about this user: a numeric id (also of a deleted user), an email or a username' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l kind -d 'Only events of this kind' -r -f -a "user_registered\t''
+user_created\t''
+login_succeeded\t''
+login_failed\t''
+login_locked\t'A login refused because the account is locked'
+account_locked\t'An account reached the lockout threshold'
+account_unlocked\t''
+refresh_reuse_detected\t''
+session_revoked\t''
+password_changed\t''
+user_disabled\t''
+user_enabled\t''
+user_deleted\t''
+keys_rotated\t''
+key_retired\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l since -d 'Only events of the last DURATION (e.g. 15m, 24h, 7d)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many events' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "list" -d 'List audit events, newest first'
+complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand health" -l url -d 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand health" -l check -d 'Which probe to ask' -r -f -a "liveness\t'The process is up'
 readiness\t'The database answers and the schema is current'
@@ -258,26 +325,31 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token health keys config completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Enable a disabled user'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "delete" -d 'Delete a user with all sessions and tokens'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "show" -d 'Show a user with failed logins and any lock'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "sessions" -d 'List a user\'s live sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "list" -d 'List audit events, newest first'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List the signing keys: kid, algorithm, state (current, previous, retired)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "rotate" -d 'Make a new current signing key; the previous one verifies until its tokens expire'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "retire" -d 'Stop trusting a key now (a leaked key): its tokens are refused at once'

@@ -59,6 +59,11 @@ pub enum Error {
     #[error("not authenticated")]
     MissingToken,
 
+    /// 403 / exit 1: authenticated, but the action's own proof failed (the current
+    /// password at a password change).
+    #[error("{0}")]
+    Forbidden(&'static str),
+
     /// 404 / exit 3: a user, token or family that does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -120,6 +125,7 @@ impl Error {
             Error::InvalidCredentials | Error::InvalidToken(_) | Error::MissingToken => {
                 StatusCode::UNAUTHORIZED
             }
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -147,6 +153,7 @@ impl Error {
             Error::Unavailable(_) => exit::UNAVAILABLE,
             Error::Config(_) => exit::CONFIG,
             Error::RateLimited { .. }
+            | Error::Forbidden(_)
             | Error::Busy { .. }
             | Error::NotReady(_)
             | Error::Internal(_) => exit::FAILURE,

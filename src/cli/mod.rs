@@ -1,6 +1,7 @@
 //! The command line: one file per group of subcommands, each a thin
 //! parse → service → print over the same core that `serve` uses.
 
+mod audit;
 mod config_check;
 mod health;
 mod keys;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Inspect, revoke and prune tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Read the audit log
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
     /// List, rotate and retire the signing keys
@@ -118,6 +122,12 @@ pub enum UserCommand {
     Delete(user::TargetArgs),
     /// Set a user's password and revoke all of their sessions
     SetPassword(user::SetPasswordArgs),
+    /// Show a user with failed logins and any lock
+    Show(user::TargetArgs),
+    /// End a user's lockout (failed logins and lock cleared)
+    Unlock(user::TargetArgs),
+    /// List a user's live sessions
+    Sessions(user::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +222,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::User(cmd) => user::run(&settings, cmd).await,
         Command::Token(cmd) => token::run(&settings, cmd).await,
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
+        Command::Audit(cmd) => audit::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }

@@ -138,6 +138,83 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
             let (user, revoked) = service.set_password(&args.user, &password).await?;
             print_changed(OutputFormat::Table, &user, revoked, "password changed for");
         }
+        UserCommand::Show(args) => {
+            let service = open_service(settings, Access::ReadOnly).await?;
+            let d = service.user_details(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&d),
+                OutputFormat::Table => output::print_pairs(&[
+                    ("id", d.user.id.to_string()),
+                    ("username", d.user.username.clone()),
+                    ("email", d.user.email.clone()),
+                    ("active", if d.user.is_active { "yes" } else { "no" }.into()),
+                    (
+                        "created",
+                        d.user.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                    ),
+                    ("failed logins", d.failed_logins.to_string()),
+                    (
+                        "locked until",
+                        d.locked_until.map_or_else(
+                            || "not locked".into(),
+                            |u| u.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                        ),
+                    ),
+                    ("locks", d.lock_count.to_string()),
+                ]),
+            }
+        }
+        UserCommand::Sessions(args) => {
+            let service = open_service(settings, Access::ReadOnly).await?;
+            let (_, sessions) = service.user_sessions(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&sessions),
+                OutputFormat::Table => {
+                    let mut t = output::table(&[
+                        "ID",
+                        "CREATED",
+                        "LAST USED",
+                        "EXPIRES",
+                        "IP",
+                        "USER AGENT",
+                    ]);
+                    let when = |d: chrono::DateTime<chrono::Utc>| {
+                        d.format("%Y-%m-%d %H:%M:%SZ").to_string()
+                    };
+                    for s in &sessions {
+                        t.add_row(vec![
+                            s.id.to_string(),
+                            when(s.created_at),
+                            s.last_used_at.map_or_else(|| "-".into(), when),
+                            when(s.expires_at),
+                            s.ip.clone().unwrap_or_else(|| "-".into()),
+                            s.user_agent.clone().unwrap_or_else(|| "-".into()),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        UserCommand::Unlock(args) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let (user, was_locked) = service.unlock(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&serde_json::json!({
+                    "user": user,
+                    "was_locked": was_locked,
+                })),
+                OutputFormat::Table => println!(
+                    "unlocked user {} ({}){}",
+                    user.id,
+                    user.username,
+                    if was_locked {
+                        ""
+                    } else {
+                        "; it was not locked"
+                    }
+                ),
+            }
+        }
     }
     Ok(0)
 }

@@ -129,6 +129,7 @@ const SETTINGS: &[Setting] = &[
     setting!("rate_limit.register_per_minute", ["AUTHCTL_RATE_LIMIT_REGISTER_PER_MINUTE"], Int, rate_limit.register_per_minute = parse_per_minute),
     setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
     setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
+    setting!("rate_limit.password_per_minute", ["AUTHCTL_RATE_LIMIT_PASSWORD_PER_MINUTE"], Int, rate_limit.password_per_minute = parse_per_minute),
     setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
     setting!("rate_limit.store", ["AUTHCTL_RATE_LIMIT_STORE"], Str, rate_limit.store = LimitStore::from_str),
     setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_ipv6_prefix),
@@ -143,6 +144,10 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.session_max_lifetime", ["AUTHCTL_SESSION_MAX_LIFETIME"], Str, auth.session_max_lifetime = parse_duration),
     setting!("auth.issuer", ["AUTHCTL_ISSUER"], Str, auth.issuer = parse_issuer),
     setting!("auth.hash_queue_timeout", ["AUTHCTL_HASH_QUEUE_TIMEOUT"], Str, auth.hash_queue_timeout = parse_duration),
+    setting!("auth.lockout_threshold", ["AUTHCTL_LOCKOUT_THRESHOLD"], Int, auth.lockout_threshold = parse_u32_in(0, 1_000_000)),
+    setting!("auth.lockout_duration", ["AUTHCTL_LOCKOUT_DURATION"], Str, auth.lockout_duration = parse_duration),
+    setting!("auth.lockout_max_duration", ["AUTHCTL_LOCKOUT_MAX_DURATION"], Str, auth.lockout_max_duration = parse_duration),
+    setting!("audit.retention", ["AUTHCTL_AUDIT_RETENTION"], Str, auth.audit_retention = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
     setting!("metrics.bind", ["AUTHCTL_METRICS_BIND"], Str, metrics_bind = parse_optional_bind),
 ];
@@ -223,6 +228,13 @@ pub fn load_with(
                 "both {a} and {b} set the same lifetime; set only one"
             )));
         }
+    }
+    if settings.auth.lockout_duration > settings.auth.lockout_max_duration {
+        return Err(Error::config(format!(
+            "auth.lockout_duration ({}) is longer than auth.lockout_max_duration ({})",
+            humantime::format_duration(settings.auth.lockout_duration),
+            humantime::format_duration(settings.auth.lockout_max_duration)
+        )));
     }
     if settings.pool_min > settings.pool_max {
         return Err(Error::config(format!(

@@ -56,6 +56,7 @@ pub struct RateLimitSettings {
     pub register_per_minute: NonZeroU32,
     pub login_per_minute: NonZeroU32,
     pub refresh_per_minute: NonZeroU32,
+    pub password_per_minute: NonZeroU32,
     pub trusted_proxies: Vec<IpNet>,
     pub store: LimitStore,
     /// IPv6 clients are keyed by their network of this length (SPEC §6).
@@ -76,6 +77,13 @@ pub struct AuthSettings {
     pub issuer: String,
     /// The longest wait for a password-hashing slot before a 503.
     pub hash_queue_timeout: Duration,
+    /// `audit.retention`: audit events older than this are dropped by housekeeping.
+    pub audit_retention: Duration,
+    /// Consecutive failed logins that lock an account; 0 turns lockout off.
+    pub lockout_threshold: u32,
+    /// The first lock's length; each further lock doubles it, up to the maximum.
+    pub lockout_duration: Duration,
+    pub lockout_max_duration: Duration,
 }
 
 /// The bounds of the connection edge (SPEC §8 "Hardening": `server.header_timeout`,
@@ -117,6 +125,7 @@ impl Default for Settings {
                 register_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
                 login_per_minute: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
                 refresh_per_minute: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
+                password_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
                 trusted_proxies: Vec::new(),
                 store: LimitStore::Memory,
                 ipv6_prefix: 64,
@@ -131,6 +140,10 @@ impl Default for Settings {
                 session_max_lifetime: Duration::from_secs(30 * 24 * 3600),
                 issuer: "authctl".into(),
                 hash_queue_timeout: Duration::from_secs(5),
+                audit_retention: Duration::from_secs(90 * 24 * 3600),
+                lockout_threshold: 10,
+                lockout_duration: Duration::from_secs(5 * 60),
+                lockout_max_duration: Duration::from_secs(3600),
             },
             cors: CorsOrigins::Off,
             metrics_bind: None,

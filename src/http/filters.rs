@@ -23,11 +23,12 @@ use warp::http::header::{CONTENT_LENGTH, HeaderMap, HeaderValue, TRANSFER_ENCODI
 use warp::reply::Response;
 use warp::{Filter, Rejection, reject::Reject};
 
+use super::middleware::RequestId;
 use super::rate_limit::Endpoint;
 use super::state::AppState;
 use crate::domain::{Email, Password, Username};
 use crate::error::{Error, FieldError};
-use crate::service::AuthService;
+use crate::service::{AuthService, RequestContext};
 
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: u64 = 16 * 1024;
@@ -100,6 +101,28 @@ pub fn client(
 /// Takes one request from `client`'s quota for `endpoint`: 429 when it is spent.
 pub async fn take(state: &AppState, endpoint: Endpoint, client: IpAddr) -> Result<(), Error> {
     state.limits.check(endpoint, client).await
+}
+
+/// The longest `User-Agent` kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+/// Where the request came from, for the audit log and the sessions list: the client's
+/// IP as the rate limiter resolves it, the request id the response will carry, and the
+/// user agent.
+pub fn context(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (RequestContext,), Error = Rejection> + Clone {
+    client(state)
+        .and(warp::ext::optional::<RequestId>())
+        .and(warp::header::optional::<String>("user-agent"))
+        .map(
+            |ip: IpAddr, id: Option<RequestId>, agent: Option<String>| RequestContext {
+                ip: Some(ip),
+                request_id: id.map(|id| id.0),
+                // Bounded: it is stored with every session.
+                user_agent: agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect()),
+            },
+        )
 }
 
 /// `route` for `POST`; any other method is a 405 with `Allow: POST`.
@@ -438,7 +461,7 @@ fn content_type(expected: &'static str) -> impl Filter<Extract = (), Error = Rej
 /// The body, at most [`MAX_BODY_BYTES`] (413 beyond). A request with neither
 /// `Content-Length` nor `Transfer-Encoding` has an empty body (RFC 9112 §6.3), so it is
 /// read as empty; only a body of unknown length (chunked) is refused with 411.
-fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+pub fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     let no_body = warp::header::headers_cloned().and_then(|headers: HeaderMap| async move {
         if headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING) {
             Err(warp::reject::not_found())

@@ -417,6 +417,8 @@ where
     };
     let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(PeerAddr(peer));
+    let request_id = super::middleware::RequestId::for_request(req.headers());
+    req.extensions_mut().insert(request_id);
     {
         // The first answer (and the body it holds) is dropped before the replay.
         let answer = tower_service::Service::call(&mut svc, req);

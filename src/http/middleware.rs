@@ -36,10 +36,38 @@ where
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<RequestId>())
         .and(inner)
-        .map(move |start, method, path, headers, resp| {
-            finish(metrics.as_ref(), start, method, path, headers, resp)
+        .map(move |start, method, path, headers, decided, resp| {
+            finish(
+                metrics.as_ref(),
+                start,
+                method,
+                path,
+                headers,
+                decided,
+                resp,
+            )
         })
+}
+
+/// The request's id, decided once before any filter runs (by the listener, which puts
+/// it in the request's extensions), so that the audit log and the response's
+/// `X-Request-Id` name the same one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The client's own id if it sent a sane one, else a new one.
+    pub fn for_request(headers: &HeaderMap) -> RequestId {
+        RequestId(
+            headers
+                .get(&X_REQUEST_ID)
+                .and_then(sane_request_id)
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+        )
+    }
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -93,13 +121,12 @@ fn finish(
     method: Method,
     path: warp::path::FullPath,
     headers: HeaderMap,
+    decided: Option<RequestId>,
     mut resp: Response,
 ) -> Response {
-    let request_id = headers
-        .get(&X_REQUEST_ID)
-        .and_then(sane_request_id)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let request_id = decided
+        .unwrap_or_else(|| RequestId::for_request(&headers))
+        .0;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert(X_REQUEST_ID.clone(), v);

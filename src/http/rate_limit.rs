@@ -29,6 +29,8 @@ pub enum Endpoint {
     Register,
     Login,
     Refresh,
+    /// `POST /api/v1/auth/password`: a bucket of its own.
+    Password,
 }
 
 impl Endpoint {
@@ -38,6 +40,7 @@ impl Endpoint {
             Endpoint::Register => "register",
             Endpoint::Login => "token",
             Endpoint::Refresh => "refresh",
+            Endpoint::Password => "password",
         }
     }
 
@@ -47,6 +50,7 @@ impl Endpoint {
             Endpoint::Register => settings.register_per_minute,
             Endpoint::Login => settings.login_per_minute,
             Endpoint::Refresh => settings.refresh_per_minute,
+            Endpoint::Password => settings.password_per_minute,
         }
     }
 }
@@ -67,6 +71,7 @@ pub trait Limiter: Send + Sync {
 pub struct MemoryLimiter {
     register: Keyed,
     login: Keyed,
+    password: Keyed,
     refresh: Keyed,
 }
 
@@ -75,6 +80,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             register: RateLimiter::keyed(Quota::per_minute(settings.register_per_minute)),
             login: RateLimiter::keyed(Quota::per_minute(settings.login_per_minute)),
+            password: RateLimiter::keyed(Quota::per_minute(settings.password_per_minute)),
             refresh: RateLimiter::keyed(Quota::per_minute(settings.refresh_per_minute)),
         }
     }
@@ -87,6 +93,7 @@ impl Limiter for MemoryLimiter {
             Endpoint::Register => &self.register,
             Endpoint::Login => &self.login,
             Endpoint::Refresh => &self.refresh,
+            Endpoint::Password => &self.password,
         };
         limiter
             .check_key(&client)
@@ -99,7 +106,7 @@ impl Limiter for MemoryLimiter {
 
     /// Forgets clients whose quota has refilled, so the maps do not grow forever.
     fn forget_idle_clients(&self) {
-        for limiter in [&self.register, &self.login, &self.refresh] {
+        for limiter in [&self.register, &self.login, &self.refresh, &self.password] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

@@ -230,6 +230,9 @@ async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
                 if let Err(e) = service.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed");
                 }
+                if let Err(e) = service.prune_audit().await {
+                    tracing::warn!(error = %e, "pruning the audit log failed");
+                }
             }
             _ = sweep.tick() => {
                 state.limits.forget_idle_clients();

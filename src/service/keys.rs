@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::Algorithm;
 use serde::Serialize;
 
-use super::AuthService;
+use super::{Audit, AuditKind, AuthService, RequestContext};
 use crate::config::AuthSettings;
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -342,6 +342,10 @@ impl AuthService {
             return Err(Error::Conflict("signing key"));
         }
         tracing::info!(kid = %key.kid, alg = %key.alg, "signing keys rotated");
+        let event = Audit::new(AuditKind::KeysRotated)
+            .detail("kid", key.kid.as_str())
+            .detail("alg", key.alg.as_str());
+        self.audit(&RequestContext::default(), event).await;
         self.reload_keys().await?;
         Ok(KeyInfo {
             kid: key.kid,
@@ -369,6 +373,8 @@ impl AuthService {
             kid,
             "signing key retired: its tokens are refused from now on"
         );
+        let event = Audit::new(AuditKind::KeyRetired).detail("kid", kid);
+        self.audit(&RequestContext::default(), event).await;
         self.reload_keys().await?;
         Ok(())
     }

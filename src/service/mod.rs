@@ -15,15 +15,20 @@
 //! - [`keys`]: signing keys (SPEC §9): load, rotate, retire, reload;
 //! - `metrics.rs`: what is counted for `/metrics`, and how the server's metrics are
 //!   plugged in;
-//! - [`sessions`]: how long a session may live and when a replayed refresh token may
-//!   still get its successor (grace mode).
+//! - [`lifetime`]: how long a session may live and when a replayed refresh token may
+//!   still get its successor (grace mode);
+//! - [`sessions`]: the sessions API and logout scopes; [`password`]: password change;
+//! - [`lockout`]: per-account lockout; [`audit`]: the audit log.
 
+pub mod audit;
 pub mod keys;
+mod lifetime;
+pub mod lockout;
 mod metrics;
-mod sessions;
-mod user_ref;
-
+pub mod password;
 mod revocation;
+pub mod sessions;
+mod user_ref;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +43,11 @@ use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
-use crate::tokens::jwt::{self, AccessClaims, JwtFailure};
+use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
+
+pub use audit::{Audit, AuditKind, RequestContext};
+use lockout::Gate;
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -129,16 +137,35 @@ impl AuthService {
     /// parsed, so valid, before they get here (a client's 422 names every bad one).
     pub async fn register(
         &self,
+        ctx: &RequestContext,
         email: Email,
         username: Username,
         password: &Password,
     ) -> Result<User> {
-        let user = self.add_user(email, username, password, true).await?;
+        let user = self.create_user(email, username, password, true).await?;
+        self.audit(ctx, Audit::new(AuditKind::UserRegistered).user(&user))
+            .await;
         self.metrics.registration();
         Ok(user)
     }
 
+    /// An operator adds a user (`authctl user add`).
     pub async fn add_user(
+        &self,
+        email: Email,
+        username: Username,
+        password: &Password,
+        active: bool,
+    ) -> Result<User> {
+        let user = self.create_user(email, username, password, active).await?;
+        let event = Audit::new(AuditKind::UserCreated)
+            .user(&user)
+            .detail("active", active);
+        self.audit(&RequestContext::none(), event).await;
+        Ok(user)
+    }
+
+    async fn create_user(
         &self,
         email: Email,
         username: Username,
@@ -189,6 +216,15 @@ impl AuthService {
             revoked_sessions = revoked,
             "user state changed"
         );
+        let kind = if active {
+            AuditKind::UserEnabled
+        } else {
+            AuditKind::UserDisabled
+        };
+        let event = Audit::new(kind)
+            .user(&found)
+            .detail("revoked_sessions", revoked);
+        self.audit(&RequestContext::none(), event).await;
         Ok((self.find_user(&UserRef::Id(found.id)).await?, revoked))
     }
 
@@ -207,6 +243,11 @@ impl AuthService {
             revoked_sessions = revoked,
             "password changed"
         );
+        let event = Audit::new(AuditKind::PasswordChanged)
+            .user(&found)
+            .detail("by", "operator")
+            .detail("revoked_sessions", revoked);
+        self.audit(&RequestContext::none(), event).await;
         Ok((found, revoked))
     }
 
@@ -217,6 +258,11 @@ impl AuthService {
             return Err(Error::NotFound(user.to_string()));
         }
         tracing::info!(user_id = found.id.0, "user deleted");
+        self.audit(
+            &RequestContext::none(),
+            Audit::new(AuditKind::UserDeleted).user(&found),
+        )
+        .await;
         Ok(found)
     }
 
@@ -224,7 +270,12 @@ impl AuthService {
 
     /// Logs in by username or email (case-insensitively). Every failure is the same
     /// [`Error::InvalidCredentials`] after the same bcrypt work.
-    pub async fn login(&self, login: &str, password: &str) -> Result<TokenPair> {
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        login: &str,
+        password: &str,
+    ) -> Result<TokenPair> {
         let plausible = login.len() <= Email::MAX_LEN
             && !login.contains('\0')
             && password.len() <= Password::MAX_BYTES
@@ -237,13 +288,52 @@ impl AuthService {
             None
         };
         let candidate = if plausible { password } else { "" };
-        let verified = self
-            .hasher
-            .verify(candidate, found.as_ref().map(|c| c.password_hash.as_str()))
-            .await?;
+        // Counted before the verify (see `lockout`); a locked account verifies
+        // against the dummy hash, for the same time and the same answer.
+        let gate = match &found {
+            Some(c) => self.lockout_gate(c.user.id).await?,
+            None => Gate::Open,
+        };
+        let real_hash = match gate {
+            Gate::Locked => None,
+            Gate::Open | Gate::Counted(_) => found.as_ref().map(|c| c.password_hash.as_str()),
+        };
+        let verified = self.hasher.verify(candidate, real_hash).await?;
         let (user, verified_hash) = match found {
-            Some(c) if verified && c.user.is_active => (c.user, c.password_hash),
-            _ => return Err(self.failed_login()),
+            Some(c) if gate == Gate::Locked => {
+                tracing::info!(user_id = c.user.id.0, "login refused: account locked");
+                self.audit(ctx, Audit::new(AuditKind::LoginLocked).user(&c.user))
+                    .await;
+                self.metrics.login(LoginResult::Locked);
+                return Err(Error::InvalidCredentials);
+            }
+            Some(c) if verified && c.user.is_active => {
+                self.lockout_success(gate, c.user.id).await?;
+                (c.user, c.password_hash)
+            }
+            Some(c) => {
+                let reason = if verified {
+                    "inactive"
+                } else {
+                    "wrong_password"
+                };
+                let event = Audit::new(AuditKind::LoginFailed)
+                    .user(&c.user)
+                    .detail("reason", reason);
+                self.audit(ctx, event).await;
+                if verified {
+                    self.lockout_success(gate, c.user.id).await?;
+                } else {
+                    self.lockout_failure(ctx, gate, &c.user).await?;
+                }
+                return Err(self.failed_login());
+            }
+            None => {
+                // No identifier at all: what was typed may be someone's password.
+                let event = Audit::new(AuditKind::LoginFailed).detail("reason", "unknown_account");
+                self.audit(ctx, event).await;
+                return Err(self.failed_login());
+            }
         };
         let now = Utc::now();
         let family = FamilyId::new();
@@ -270,44 +360,17 @@ impl AuthService {
         }
         tracing::info!(user_id = user.id.0, family_id = %family, "login");
         self.metrics.login(LoginResult::Success);
+        self.touch_session(ctx, family, now).await;
+        let event = Audit::new(AuditKind::LoginSucceeded)
+            .user(&user)
+            .family(family);
+        self.audit(ctx, event).await;
         self.pair(user.id, family, refresh, now)
     }
 
     /// The user behind an access token, if its session is alive and the user active.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let mut verified = self.jwt().verify(access_token);
-        if let Err(JwtFailure::UnknownKid(kid)) = &verified {
-            // Perhaps a rotation made elsewhere that the poll has not brought yet.
-            if self.reload_for_unknown_kid(kid).await? {
-                verified = self.jwt().verify(access_token);
-            }
-        }
-        let (claims, kid) = verified.map_err(|f| match f {
-            JwtFailure::Expired => Error::InvalidToken("access token expired"),
-            JwtFailure::Invalid | JwtFailure::UnknownKid(_) => {
-                Error::InvalidToken("access token invalid")
-            }
-        })?;
-        let session = self
-            .store
-            .session_user(claims.user_id()?, claims.family_id()?, kid.as_deref())
-            .await?
-            .ok_or(Error::InvalidToken("session not found"))?;
-        if session.key_retired {
-            // If this process still signs with that key, pick up its successor now
-            // rather than at the next poll.
-            if self.jwt().current_kid() == kid.as_deref() {
-                self.reload_if_allowed().await?;
-            }
-            return Err(Error::InvalidToken("signing key retired"));
-        }
-        if session.family_revoked_at.is_some() {
-            return Err(Error::InvalidToken("session revoked"));
-        }
-        if !session.user.is_active {
-            return Err(Error::InvalidToken("user disabled"));
-        }
-        Ok(session.user)
+        Ok(self.authenticate_session(access_token).await?.0)
     }
 
     /// Rotates a refresh token: the presented token is retired and its successor issued
@@ -315,7 +378,7 @@ impl AuthService {
     /// the family (theft detection), unless it comes within the grace window of its
     /// rotation while that successor is still unspent, which returns the same
     /// successor. No family is refreshed past `auth.session_max_lifetime`.
-    pub async fn refresh(&self, raw: &str) -> Result<TokenPair> {
+    pub async fn refresh(&self, ctx: &RequestContext, raw: &str) -> Result<TokenPair> {
         let token = RefreshToken::parse(raw.trim())
             .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let digest = token.digest();
@@ -344,7 +407,7 @@ impl AuthService {
                 self.metrics.refresh(RefreshResult::Grace);
                 return self.pair(user, family, successor, now);
             }
-            return self.reuse_detected(tx, family, user, now).await;
+            return self.reuse_detected(ctx, tx, &rec, now).await;
         }
         if rec.expires_at <= now {
             return Err(self.invalid_refresh("refresh token expired"));
@@ -353,7 +416,7 @@ impl AuthService {
             return Err(self.invalid_refresh("user disabled"));
         }
         if !tx.mark_rotated(&digest, now).await? {
-            return self.reuse_detected(tx, family, user, now).await;
+            return self.reuse_detected(ctx, tx, &rec, now).await;
         }
         let expires_at = self.refresh_expiry(now, rec.family_created_at);
         tx.insert_refresh(family, &successor.digest(), now, expires_at)
@@ -361,6 +424,7 @@ impl AuthService {
         tx.commit().await?;
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
         self.metrics.refresh(RefreshResult::Rotated);
+        self.touch_session(ctx, family, now).await;
         self.pair(user, family, successor, now)
     }
 
@@ -376,22 +440,27 @@ impl AuthService {
 
     async fn reuse_detected(
         &self,
+        ctx: &RequestContext,
         mut tx: Box<dyn crate::store::RotationTx>,
-        family: FamilyId,
-        user: UserId,
+        rec: &RefreshRecord,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let (family, user) = (rec.family_id, rec.user_id);
         tx.revoke_family(family, "refresh token reuse", now).await?;
         tx.commit().await?;
         tracing::warn!(user_id = user.0, family_id = %family, "refresh token reuse detected: session revoked");
         self.metrics.refresh(RefreshResult::ReuseDetected);
+        let event = Audit::new(AuditKind::RefreshReuseDetected)
+            .user_ref(user, Some(&rec.username))
+            .family(family);
+        self.audit(ctx, event).await;
         Err(Error::InvalidToken(
             "refresh token reuse detected; session revoked",
         ))
     }
 
     /// Logout: revokes the token's whole family. Unknown tokens are ignored.
-    pub async fn revoke(&self, raw: &str) -> Result<()> {
+    pub async fn revoke(&self, ctx: &RequestContext, raw: &str) -> Result<()> {
         let Some(token) = RefreshToken::parse(raw.trim()) else {
             return Ok(());
         };
@@ -400,12 +469,20 @@ impl AuthService {
                 .revoke_family(rec.family_id, "logout", Utc::now())
                 .await?;
             tracing::info!(user_id = rec.user_id.0, family_id = %rec.family_id, "session revoked (logout)");
+            let event = Audit::new(AuditKind::SessionRevoked)
+                .user_ref(rec.user_id, Some(&rec.username))
+                .family(rec.family_id)
+                .detail("reason", "logout");
+            self.audit(ctx, event).await;
         }
         Ok(())
     }
 
     /// Revokes one family by id.
     pub async fn revoke_family(&self, family: FamilyId) -> Result<()> {
+        let Some(found) = self.store.find_family(family).await? else {
+            return Err(Error::NotFound(format!("family {family}")));
+        };
         if !self
             .store
             .revoke_family(family, "revoked by operator", Utc::now())
@@ -414,6 +491,11 @@ impl AuthService {
             return Err(Error::NotFound(format!("family {family}")));
         }
         tracing::info!(family_id = %family, "session revoked by operator");
+        let event = Audit::new(AuditKind::SessionRevoked)
+            .user_ref(found.user_id, Some(&found.username))
+            .family(family)
+            .detail("reason", "operator");
+        self.audit(&RequestContext::none(), event).await;
         Ok(())
     }
 
@@ -449,6 +531,11 @@ impl AuthService {
             .store
             .revoke_user_families(found.id, "revoked by operator", Utc::now())
             .await?;
+        let event = Audit::new(AuditKind::SessionRevoked)
+            .user(&found)
+            .detail("reason", "operator")
+            .detail("sessions", n);
+        self.audit(&RequestContext::none(), event).await;
         Ok((found, n))
     }
 

@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 
-use super::AuthService;
+use super::{Audit, AuditKind, AuthService, RequestContext};
 use crate::error::{Error, Result};
 use crate::tokens::jwt;
 
@@ -14,10 +14,10 @@ impl AuthService {
     /// Revokes the session of a refresh or an access token. A token this server does
     /// not know — garbage, another key's JWT, a session already gone — is revoked
     /// already: nothing to do, and nothing said (RFC 7009 §2.2).
-    pub async fn revoke_token(&self, token: &str) -> Result<()> {
+    pub async fn revoke_token(&self, ctx: &RequestContext, token: &str) -> Result<()> {
         let token = token.trim();
         if !jwt::looks_like_jwt(token) {
-            return self.revoke(token).await;
+            return self.revoke(ctx, token).await;
         }
         // Expired or not: holding the token proves the session was the client's.
         let family = match self.family_of(token).await {
@@ -31,6 +31,10 @@ impl AuthService {
             .await?
         {
             tracing::info!(family_id = %family, "session revoked (logout with an access token)");
+            let event = Audit::new(AuditKind::SessionRevoked)
+                .family(family)
+                .detail("reason", "logout");
+            self.audit(ctx, event).await;
         }
         Ok(())
     }

@@ -1,61 +1,203 @@
-//! How long a session lives and when a refresh token may be presented twice: the
-//! rules of `auth.session_max_lifetime` and of grace mode (SPEC §5, §8).
-//!
-//! - A family (session) ends `session_max_lifetime` after its first login, however
-//!   often it is refreshed: a refresh after that is a 401, and no refresh token of the
-//!   family expires later than that end.
-//! - Grace mode: a rotated token presented again within `refresh_reuse_grace_seconds`
-//!   of its rotation gets the same successor again — but only while that successor is
-//!   unspent (not itself rotated or revoked, not expired). Otherwise the replay is
-//!   treated as theft, like any reuse: the family is revoked.
+//! A user's own sessions (SPEC §10): listing them, ending one, logging out with a
+//! scope. A session is a token family; its id is the access token's `sid`. What a
+//! session shows (client IP, user agent, last use) is written at login and at each
+//! refresh — `/me` stays a read.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::AuthService;
-use crate::error::Result;
-use crate::store::RotationTx;
-use crate::tokens::RefreshToken;
+use super::{Audit, AuditKind, AuthService, RequestContext};
+use crate::domain::{FamilyId, UserRef};
+use crate::error::{Error, Result};
+use crate::store::User;
+use crate::tokens::jwt::JwtFailure;
 
-impl AuthService {
-    /// When a session that began at `started` ends, whatever its refreshes.
-    pub(super) fn session_end(&self, started: DateTime<Utc>) -> DateTime<Utc> {
-        later_by(started, self.settings.session_max_lifetime)
-    }
-
-    /// The expiry of a refresh token issued at `now` in a session that began at
-    /// `started`: a refresh lifetime from now, but never past the session's end.
-    pub(super) fn refresh_expiry(
-        &self,
-        now: DateTime<Utc>,
-        started: DateTime<Utc>,
-    ) -> DateTime<Utc> {
-        later_by(now, self.settings.refresh_token_ttl).min(self.session_end(started))
-    }
-
-    /// Whether a grace replay may hand out `successor` again: it was issued and is
-    /// still the family's live token (read inside the rotation's transaction, so a
-    /// concurrent rotation of the successor is seen once it commits).
-    pub(super) async fn is_unspent(
-        &self,
-        tx: &mut dyn RotationTx,
-        successor: &RefreshToken,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
-        let Some(rec) = tx.find_refresh(&successor.digest()).await? else {
-            return Ok(false);
-        };
-        Ok(rec.rotated_at.is_none()
-            && rec.revoked_at.is_none()
-            && rec.family_revoked_at.is_none()
-            && rec.expires_at > now)
-    }
+/// A live session as the API and `user sessions` show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The session (token family) id: the access token's `sid`.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: FamilyId,
+    pub created_at: DateTime<Utc>,
+    /// The last login or refresh of this session.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When its refresh token expires, unless refreshed.
+    pub expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether it is the session of the token that asked.
+    pub current: bool,
 }
 
-/// `at + by`, saturating at the latest time chrono represents (a configured lifetime
-/// of centuries must not overflow).
-fn later_by(at: DateTime<Utc>, by: std::time::Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(by)
-        .ok()
-        .and_then(|d| at.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+/// Which sessions `POST /logout` ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogoutScope {
+    /// The token's own session.
+    #[default]
+    Local,
+    /// Every session but the token's own.
+    Others,
+    /// Every session of the user.
+    Global,
+}
+
+impl AuthService {
+    /// The user and session behind an access token, if the session is alive and the
+    /// user active.
+    pub async fn authenticate_session(&self, access_token: &str) -> Result<(User, FamilyId)> {
+        let mut verified = self.jwt().verify(access_token);
+        if let Err(JwtFailure::UnknownKid(kid)) = &verified {
+            // Perhaps a rotation made elsewhere that the poll has not brought yet.
+            if self.reload_for_unknown_kid(kid).await? {
+                verified = self.jwt().verify(access_token);
+            }
+        }
+        let (claims, kid) = verified.map_err(|f| match f {
+            JwtFailure::Expired => Error::InvalidToken("access token expired"),
+            JwtFailure::Invalid | JwtFailure::UnknownKid(_) => {
+                Error::InvalidToken("access token invalid")
+            }
+        })?;
+        let family = claims.family_id()?;
+        let session = self
+            .store
+            .session_user(claims.user_id()?, family, kid.as_deref())
+            .await?
+            .ok_or(Error::InvalidToken("session not found"))?;
+        if session.key_retired {
+            // If this process still signs with that key, pick up its successor now
+            // rather than at the next poll.
+            if self.jwt().current_kid() == kid.as_deref() {
+                self.reload_if_allowed().await?;
+            }
+            return Err(Error::InvalidToken("signing key retired"));
+        }
+        if session.family_revoked_at.is_some() {
+            return Err(Error::InvalidToken("session revoked"));
+        }
+        if !session.user.is_active {
+            return Err(Error::InvalidToken("user disabled"));
+        }
+        Ok((session.user, family))
+    }
+
+    /// Records who used a session and when (login, refresh). A failure is logged,
+    /// never the request's: the session itself is fine.
+    pub(crate) async fn touch_session(
+        &self,
+        ctx: &RequestContext,
+        family: FamilyId,
+        now: DateTime<Utc>,
+    ) {
+        let ip = ctx.ip.map(|ip| ip.to_string());
+        if let Err(e) = self
+            .store
+            .session_touch(family, ctx.user_agent.as_deref(), ip.as_deref(), now)
+            .await
+        {
+            tracing::warn!(family_id = %family, error = %e, "could not record the session's last use");
+        }
+    }
+
+    async fn sessions_view(
+        &self,
+        user: &User,
+        current: Option<FamilyId>,
+    ) -> Result<Vec<SessionView>> {
+        let rows = self.store.sessions_of(user.id, Utc::now()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionView {
+                current: Some(r.id) == current,
+                id: r.id,
+                created_at: r.created_at,
+                last_used_at: r.last_used_at,
+                expires_at: r.expires_at,
+                user_agent: r.user_agent,
+                ip: r.ip,
+            })
+            .collect())
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn my_sessions(&self, access_token: &str) -> Result<Vec<SessionView>> {
+        let (user, family) = self.authenticate_session(access_token).await?;
+        self.sessions_view(&user, Some(family)).await
+    }
+
+    /// A user's live sessions (`authctl user sessions`).
+    pub async fn user_sessions(&self, user: &UserRef) -> Result<(User, Vec<SessionView>)> {
+        let found = self.find_user(user).await?;
+        let sessions = self.sessions_view(&found, None).await?;
+        Ok((found, sessions))
+    }
+
+    /// Ends one of the caller's sessions; another user's, an unknown or an ended one
+    /// is not found (nothing tells them apart).
+    pub async fn end_session(
+        &self,
+        ctx: &RequestContext,
+        access_token: &str,
+        id: FamilyId,
+    ) -> Result<()> {
+        let (user, current) = self.authenticate_session(access_token).await?;
+        if !self
+            .store
+            .session_revoke(user.id, id, "ended by its user", Utc::now())
+            .await?
+        {
+            return Err(Error::NotFound(format!("session {id}")));
+        }
+        let event = Audit::new(AuditKind::SessionRevoked)
+            .user(&user)
+            .family(id)
+            .detail("reason", "ended_by_user")
+            .detail("current", id == current);
+        self.audit(ctx, event).await;
+        Ok(())
+    }
+
+    /// Logs out: the token's own session, every other one, or all.
+    pub async fn logout(
+        &self,
+        ctx: &RequestContext,
+        access_token: &str,
+        scope: LogoutScope,
+    ) -> Result<()> {
+        let (user, current) = self.authenticate_session(access_token).await?;
+        let now = Utc::now();
+        let (revoked, scope_name) = match scope {
+            LogoutScope::Local => (
+                u64::from(
+                    self.store
+                        .session_revoke(user.id, current, "logout", now)
+                        .await?,
+                ),
+                "local",
+            ),
+            LogoutScope::Others => (
+                self.store
+                    .sessions_revoke_others(user.id, current, "logout (others)", now)
+                    .await?,
+                "others",
+            ),
+            LogoutScope::Global => (
+                self.store
+                    .revoke_user_families(user.id, "logout (global)", now)
+                    .await?,
+                "global",
+            ),
+        };
+        let mut event = Audit::new(AuditKind::SessionRevoked)
+            .user(&user)
+            .detail("reason", "logout")
+            .detail("scope", scope_name)
+            .detail("sessions", revoked);
+        if scope == LogoutScope::Local {
+            event = event.family(current);
+        }
+        self.audit(ctx, event).await;
+        Ok(())
+    }
 }

@@ -13,6 +13,12 @@ use crate::domain::{FamilyId, UserId, UserRef};
 use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
 
+#[macro_use]
+pub mod audit;
+#[macro_use]
+pub mod lockout;
+#[macro_use]
+pub mod sessions;
 mod lane;
 #[macro_use]
 pub mod pool_stats;
@@ -123,7 +129,16 @@ pub struct PruneReport {
 /// The storage contract. Both backends pass the same test story.
 #[async_trait]
 pub trait Store:
-    rate_limit::RateLimitStore + locks::Locks + PoolStats + keys::KeyStore + Send + Sync + 'static
+    rate_limit::RateLimitStore
+    + locks::Locks
+    + PoolStats
+    + keys::KeyStore
+    + audit::AuditStore
+    + lockout::LockoutStore
+    + sessions::SessionStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

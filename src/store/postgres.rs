@@ -68,3 +68,6 @@ sql_store!(
 rate_limit_store!(PgStore, "(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT");
 pool_stats!(PgStore);
 keys_store!(PgStore, begin);
+audit_store!(PgStore);
+lockout_store!(PgStore);
+session_store!(PgStore);

@@ -113,6 +113,10 @@ rate_limit_store!(
 pool_stats!(SqliteStore);
 keys_store!(SqliteStore, begin_immediate);
 
+audit_store!(SqliteStore);
+lockout_store!(SqliteStore);
+session_store!(SqliteStore);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,7 +158,10 @@ async fn a_rotation_while_the_server_runs_keeps_old_tokens_and_signs_with_the_ne
 
     // A token signed with the new key reaches the server before its poll: it
     // reloads on the unknown kid instead of refusing.
-    let pair = cli.login("rotating", PASSWORD).await.unwrap();
+    let pair = cli
+        .login(&Default::default(), "rotating", PASSWORD)
+        .await
+        .unwrap();
     assert_eq!(kid_of(&pair.access_token), new.kid);
     assert_eq!(app.me(&pair.access_token).await.status(), 200);
 
@@ -296,7 +299,11 @@ async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend:
     )
     .await
     .unwrap();
-    let before = old.login("oldtimer", PASSWORD).await.unwrap().access_token;
+    let before = old
+        .login(&Default::default(), "oldtimer", PASSWORD)
+        .await
+        .unwrap()
+        .access_token;
     assert_eq!(jsonwebtoken::decode_header(&before).unwrap().kid, None);
     store.close().await;
 

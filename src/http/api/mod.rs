@@ -10,6 +10,9 @@
 //! - [`revoke`]: `POST /api/v1/auth/revoke` (JSON, or RFC 7009's form);
 //! - [`metadata`]: `GET /.well-known/oauth-authorization-server` (RFC 8414);
 //! - [`oauth`]: the RFC 6749 `error` member on the OAuth2 endpoints' errors;
+//! - [`sessions`]: `GET /api/v1/auth/sessions`, `DELETE /api/v1/auth/sessions/{id}`;
+//! - [`logout`]: `POST /api/v1/auth/logout` (Bearer, with a scope);
+//! - [`password`]: `POST /api/v1/auth/password` (Bearer);
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`jwks`]: `GET /.well-known/jwks.json`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
@@ -19,13 +22,16 @@
 
 pub mod health;
 pub mod jwks;
+pub mod logout;
 pub mod me;
 pub mod metadata;
 pub mod oauth;
+pub mod password;
 pub mod refresh;
 pub mod register;
 pub mod reply;
 pub mod revoke;
+pub mod sessions;
 pub mod token;
 
 use std::sync::Arc;
@@ -48,6 +54,12 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(revoke::route(state))
         .unify()
         .or(metadata::route(state))
+        .unify()
+        .or(sessions::route(state))
+        .unify()
+        .or(logout::route(state))
+        .unify()
+        .or(password::route(state))
         .unify()
         .or(health::routes(state))
         .unify()
@@ -90,5 +102,6 @@ mod tests {
         assert_listed_as_documented::<RefreshRequest>();
         assert_listed_as_documented::<RefreshGrant>();
         assert_listed_as_documented::<RevocationForm>();
+        assert_listed_as_documented::<super::password::PasswordChange>();
     }
 }

@@ -19,7 +19,7 @@ use crate::http::docs::responses::{
 use crate::http::filters::{self, Body, Field, Fields, limited, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
-use crate::service::{AuthService, TokenPair};
+use crate::service::{AuthService, RequestContext, TokenPair};
 
 /// `POST /api/v1/auth/refresh` and `/revoke`: a refresh token.
 #[derive(Deserialize, ToSchema)]
@@ -39,6 +39,7 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(oauth::endpoint(post(
             limited(state.clone(), Endpoint::Refresh)
                 .and(with_service(state.clone()))
+                .and(filters::context(state.clone()))
                 .and(filters::json::<RefreshRequest>())
                 .then(refresh),
         )))
@@ -84,9 +85,13 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn refresh(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> Response {
+pub async fn refresh(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    body: Fields<RefreshRequest>,
+) -> Response {
     let result = async {
-        let pair = service.refresh(&body?.refresh_token).await?;
+        let pair = service.refresh(&ctx, &body?.refresh_token).await?;
         Ok(json(StatusCode::OK, &pair))
     };
     respond(result.await)

@@ -18,7 +18,7 @@ use crate::http::docs::responses::{
 use crate::http::filters::{self, Body, Field, Fields, limited, parsed, post, with_service};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
-use crate::service::AuthService;
+use crate::service::{AuthService, RequestContext};
 
 /// `POST /api/v1/auth/register`: the new user.
 #[derive(Deserialize, ToSchema)]
@@ -65,6 +65,7 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(post(
             limited(state.clone(), Endpoint::Register)
                 .and(with_service(state.clone()))
+                .and(filters::context(state.clone()))
                 .and(filters::json::<RegisterRequest>())
                 .then(register),
         ))
@@ -104,11 +105,15 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn register(service: Arc<AuthService>, body: Fields<RegisterRequest>) -> Response {
+pub async fn register(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    body: Fields<RegisterRequest>,
+) -> Response {
     let result = async {
         let body = body?;
         let user = service
-            .register(body.email, body.username, &body.password)
+            .register(&ctx, body.email, body.username, &body.password)
             .await?;
         Ok(json(StatusCode::CREATED, &UserResponse::from(user)))
     };

@@ -25,7 +25,7 @@ use crate::http::docs::responses::{
 };
 use crate::http::filters::{self, Body, Field, Fields, post, with_service};
 use crate::http::state::AppState;
-use crate::service::AuthService;
+use crate::service::{AuthService, RequestContext};
 
 /// `POST /api/v1/auth/revoke` as RFC 7009 says: the token to revoke. Its optional
 /// `token_type_hint` (`refresh_token` or `access_token`) is accepted and not needed.
@@ -48,10 +48,12 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     // By `Content-Type`, so that only one kind of body is tried (and refused).
     let json = filters::content_type_is(FORM, false)
         .and(with_service(state.clone()))
+        .and(filters::context(state.clone()))
         .and(filters::json::<RefreshRequest>())
         .then(revoke);
     let form = filters::content_type_is(FORM, true)
         .and(with_service(state.clone()))
+        .and(filters::context(state.clone()))
         .and(filters::form::<RevocationForm>())
         .then(revoke_form);
     warp::path!("api" / "v1" / "auth" / "revoke")
@@ -92,18 +94,26 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn revoke(service: Arc<AuthService>, body: Fields<RefreshRequest>) -> Response {
+pub async fn revoke(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    body: Fields<RefreshRequest>,
+) -> Response {
     let result = async {
-        service.revoke(&body?.refresh_token).await?;
+        service.revoke(&ctx, &body?.refresh_token).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)
 }
 
 /// RFC 7009's form: 200 with an empty body, for any token.
-async fn revoke_form(service: Arc<AuthService>, form: Fields<RevocationForm>) -> Response {
+async fn revoke_form(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    form: Fields<RevocationForm>,
+) -> Response {
     let result = async {
-        service.revoke_token(&form?.token).await?;
+        service.revoke_token(&ctx, &form?.token).await?;
         Ok(StatusCode::OK.into_response())
     };
     respond(result.await)

@@ -23,7 +23,7 @@ use crate::http::filters::{self, Body, Field, Fields, Form, post, take};
 use crate::http::problem::{OAuthError, with_oauth_error};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
-use crate::service::TokenPair;
+use crate::service::{RequestContext, TokenPair};
 
 /// `POST /api/v1/auth/token`: the OAuth2 password form.
 #[derive(Deserialize, ToSchema)]
@@ -118,13 +118,19 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     warp::path!("api" / "v1" / "auth" / "token")
         .and(oauth::endpoint(post(
             filters::client(state.clone())
+                .and(filters::context(state.clone()))
                 .and(filters::form_fields())
-                .then(move |client, form| login(state.clone(), client, form)),
+                .then(move |client, ctx, form| login(state.clone(), client, ctx, form)),
         )))
         .boxed()
 }
 
-async fn token(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Response {
+async fn token(
+    state: Arc<AppState>,
+    client: IpAddr,
+    ctx: RequestContext,
+    form: Fields<Form>,
+) -> Response {
     let grant = form.as_ref().map_or(Grant::Password, Grant::of);
     let result = async {
         take(&state, grant.quota(), client).await?;
@@ -135,11 +141,13 @@ async fn token(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Resp
         let pair = match grant {
             Grant::Password => {
                 let login = form.body::<LoginForm>()?;
-                service.login(&login.username, &login.password).await?
+                service
+                    .login(&ctx, &login.username, &login.password)
+                    .await?
             }
             Grant::RefreshToken => {
                 let grant = form.body::<RefreshGrant>()?;
-                service.refresh(&grant.refresh_token).await?
+                service.refresh(&ctx, &grant.refresh_token).await?
             }
             Grant::Unsupported => {
                 let problem = respond(Err(Error::MalformedBody(
@@ -202,6 +210,11 @@ async fn token(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Resp
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn login(state: Arc<AppState>, client: IpAddr, form: Fields<Form>) -> Response {
-    token(state, client, form).await
+pub async fn login(
+    state: Arc<AppState>,
+    client: IpAddr,
+    ctx: RequestContext,
+    form: Fields<Form>,
+) -> Response {
+    token(state, client, ctx, form).await
 }
