@@ -12,7 +12,7 @@
 //! - [`filters`]: what endpoints are built from — service, rate limit, typed bodies
 //!   (the one place field errors are collected), the bearer token, 405s;
 //! - [`rate_limit`]: per-IP limits, the [`Limiter`](rate_limit::Limiter) trait and its
-//!   governor implementation; [`rate_limit_db`]: the shared one, in the database;
+//!   governor implementation; `rate_limit/database.rs`: the shared one, in the database;
 //! - [`problem`]: errors as `application/problem+json`;
 //! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
 //! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain), and
@@ -31,7 +31,6 @@ pub mod listener;
 pub mod middleware;
 pub mod problem;
 pub mod rate_limit;
-pub mod rate_limit_db;
 pub mod rejection;
 pub mod state;
 

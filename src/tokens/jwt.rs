@@ -17,7 +17,7 @@ use super::signing::{Jwks, KeyAlgorithm, KeyError, SigningKeyPair};
 use crate::domain::{FamilyId, UserId};
 use crate::error::{Error, Result};
 
-pub const LEEWAY_SECS: u64 = 5;
+pub use super::LEEWAY_SECS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {

@@ -8,3 +8,5 @@ pub mod signing;
 pub use jwt::{AccessClaims, JwtKeys};
 pub use keys::SecretKey;
 pub use refresh::RefreshToken;
+
+pub const LEEWAY_SECS: u64 = 5;

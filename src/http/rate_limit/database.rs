@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::rate_limit::{Endpoint, Limiter};
+use super::{Endpoint, Limiter};
 use crate::config::RateLimitSettings;
 use crate::error::Error;
 use crate::store::Store;

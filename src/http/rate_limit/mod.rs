@@ -3,9 +3,11 @@
 //! body is read or any password is hashed.
 //!
 //! Where the state lives is a [`Limiter`]: [`MemoryLimiter`] (governor, per process,
-//! the default) or [`DatabaseLimiter`](super::rate_limit_db::DatabaseLimiter) (one
+//! the default) or [`DatabaseLimiter`](database::DatabaseLimiter) (one
 //! statement per check, shared by every replica on the database), chosen by
 //! `rate_limit.store`.
+
+pub mod database;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -17,10 +19,10 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use super::client_ip::client_key;
-use super::rate_limit_db::DatabaseLimiter;
 use crate::config::{LimitStore, RateLimitSettings};
 use crate::error::Error;
 use crate::store::Store;
+use database::DatabaseLimiter;
 
 type Keyed = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
 

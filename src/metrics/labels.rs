@@ -1,0 +1,206 @@
+//! The label values of the metric families: closed enums, so a family's series are
+//! bounded by construction (route templates, never raw paths).
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+use std::fmt;
+
+use warp::http::Method;
+
+/// Declares a label enum: its variants, their label values, the list of all of them
+/// (so a family can be resolved for each at start) and how it encodes as a value.
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $value:literal, )+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $( $(#[$vmeta])* $variant, )+ }
+
+        impl $name {
+            /// Every variant, in declaration order (the order of their indices).
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value, as it appears in the exposition.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $value,)+ }
+            }
+
+            /// The position in [`Self::ALL`], for a table of pre-resolved handles.
+            #[allow(dead_code)] // `method` is looked up per request, never tabled
+            pub(super) const fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), fmt::Error> {
+                fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// The route template of a request: the `route` label. Never a raw path.
+    pub enum Route {
+        Register => "/api/v1/auth/register",
+        Token => "/api/v1/auth/token",
+        Me => "/api/v1/auth/me",
+        Refresh => "/api/v1/auth/refresh",
+        Revoke => "/api/v1/auth/revoke",
+        Sessions => "/api/v1/auth/sessions",
+        Session => "/api/v1/auth/sessions/{id}",
+        Logout => "/api/v1/auth/logout",
+        Password => "/api/v1/auth/password",
+        Jwks => "/.well-known/jwks.json",
+        AuthorizationServer => "/.well-known/oauth-authorization-server",
+        OpenApi => "/openapi.json",
+        /// Swagger UI: `/docs` and every asset below it.
+        Docs => "/docs",
+        /// ReDoc: `/redoc` and every asset below it.
+        Redoc => "/redoc",
+        Liveness => "/health/liveness",
+        Readiness => "/health/readiness",
+        Startup => "/health/startup",
+        /// Any path the API does not serve (its 404s), as one series.
+        Unmatched => "unmatched",
+    }
+}
+
+label_enum! {
+    /// The `method` label: the methods HTTP defines, anything else as `OTHER`.
+    pub enum HttpMethod {
+        Get => "GET",
+        Head => "HEAD",
+        Post => "POST",
+        Put => "PUT",
+        Delete => "DELETE",
+        Patch => "PATCH",
+        Options => "OPTIONS",
+        Connect => "CONNECT",
+        Trace => "TRACE",
+        /// An extension method: its name is client-chosen, so it is not a label.
+        Other => "OTHER",
+    }
+}
+
+label_enum! {
+    /// The outcome of a password login: `authctl_logins_total{result}`.
+    pub enum LoginResult {
+        Success => "success",
+        /// Unknown user, wrong password or inactive user (the generic 401).
+        Failure => "failure",
+        /// Refused because the account is locked (SPEC §10), the right password too.
+        Locked => "locked",
+    }
+}
+
+label_enum! {
+    /// The outcome of a refresh (either endpoint): `authctl_refresh_total{result}`.
+    pub enum RefreshResult {
+        /// The presented token was spent and a successor issued.
+        Rotated => "rotated",
+        /// A replay inside the grace window got the same successor again.
+        Grace => "grace",
+        /// A spent token was presented again: its family is now revoked (theft).
+        ReuseDetected => "reuse_detected",
+        /// Unknown, expired or revoked token, or a family past its lifetime.
+        Invalid => "invalid",
+    }
+}
+
+label_enum! {
+    /// A rate-limited endpoint: `authctl_rate_limited_total{endpoint}`.
+    pub enum LimitedEndpoint {
+        Register => "register",
+        Token => "token",
+        Refresh => "refresh",
+        Password => "password",
+    }
+}
+
+impl Route {
+    /// The template of `path` (the request URI's path, without the query).
+    ///
+    /// It matches the way warp's `path!` filters do, so the label names the route
+    /// that answered: one optional trailing slash, no empty segment inside, and the
+    /// docs viewers own everything below their prefix. Anything else is
+    /// [`Route::Unmatched`]. The method plays no part: a wrong method on a known path
+    /// is that route's 405, and it is told apart by the `method` and `status` labels.
+    pub fn of(path: &str) -> Route {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let first = path.split('/').next().unwrap_or_default();
+        match first {
+            "docs" => return Route::Docs,
+            "redoc" => return Route::Redoc,
+            _ => {}
+        }
+        let path = path.strip_suffix('/').unwrap_or(path);
+
+        // The longest known route has five segments; a longer path is no route.
+        let mut segments = [""; 5];
+        let mut len = 0;
+        for segment in path.split('/') {
+            if segment.is_empty() || len == segments.len() {
+                return Route::Unmatched;
+            }
+            segments[len] = segment;
+            len += 1;
+        }
+
+        match segments[..len] {
+            ["api", "v1", "auth", endpoint] => match endpoint {
+                "register" => Route::Register,
+                "token" => Route::Token,
+                "me" => Route::Me,
+                "refresh" => Route::Refresh,
+                "revoke" => Route::Revoke,
+                "sessions" => Route::Sessions,
+                "logout" => Route::Logout,
+                "password" => Route::Password,
+                _ => Route::Unmatched,
+            },
+            ["api", "v1", "auth", "sessions", _id] => Route::Session,
+            [".well-known", "jwks.json"] => Route::Jwks,
+            [".well-known", "oauth-authorization-server"] => Route::AuthorizationServer,
+            ["openapi.json"] => Route::OpenApi,
+            ["health", "liveness"] => Route::Liveness,
+            ["health", "readiness"] => Route::Readiness,
+            ["health", "startup"] => Route::Startup,
+            _ => Route::Unmatched,
+        }
+    }
+}
+
+impl LimitedEndpoint {
+    /// The rate-limited endpoint `route` is, if it is one: a 429 there counts in
+    /// `authctl_rate_limited_total` (see [`Metrics::observe_request`]).
+    pub const fn of_route(route: Route) -> Option<LimitedEndpoint> {
+        match route {
+            Route::Register => Some(LimitedEndpoint::Register),
+            Route::Token => Some(LimitedEndpoint::Token),
+            Route::Refresh => Some(LimitedEndpoint::Refresh),
+            Route::Password => Some(LimitedEndpoint::Password),
+            _ => None,
+        }
+    }
+}
+
+impl HttpMethod {
+    /// The label of `method`.
+    pub fn of(method: &Method) -> HttpMethod {
+        match *method {
+            Method::GET => HttpMethod::Get,
+            Method::HEAD => HttpMethod::Head,
+            Method::POST => HttpMethod::Post,
+            Method::PUT => HttpMethod::Put,
+            Method::DELETE => HttpMethod::Delete,
+            Method::PATCH => HttpMethod::Patch,
+            Method::OPTIONS => HttpMethod::Options,
+            Method::CONNECT => HttpMethod::Connect,
+            Method::TRACE => HttpMethod::Trace,
+            _ => HttpMethod::Other,
+        }
+    }
+}
