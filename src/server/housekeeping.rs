@@ -31,6 +31,7 @@ pub struct Deleted {
     pub families: u64,
     pub rate_limits: u64,
     pub keys: u64,
+    pub audit_events: u64,
 }
 
 /// How often housekeeping runs, and how often a replica that is not the housekeeper
@@ -106,6 +107,7 @@ pub async fn run_with(
                 families = deleted.families,
                 rate_limits = deleted.rate_limits,
                 keys = deleted.keys,
+                audit_events = deleted.audit_events,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "housekeeping ran on this replica"
             ),
@@ -115,6 +117,7 @@ pub async fn run_with(
                 families = deleted.families,
                 rate_limits = deleted.rate_limits,
                 keys = deleted.keys,
+                audit_events = deleted.audit_events,
                 error = %e,
                 "housekeeping ran on this replica and failed part way"
             ),
@@ -135,7 +138,7 @@ pub async fn run_once(service: &AuthService) -> Result<Deleted, (Deleted, crate:
         .await
         .map_err(|e| (deleted, e))?;
     deleted.keys = service.prune_keys().await.map_err(|e| (deleted, e))?;
-    // Audit retention adds its deletions here.
+    deleted.audit_events = service.prune_audit().await.map_err(|e| (deleted, e))?;
     Ok(deleted)
 }
 

@@ -217,21 +217,19 @@ async fn start_up(
 /// this process's own: pick up key changes made by another server or the CLI, forget
 /// idle rate-limit clients, give idle held connections back to the pool.
 async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
-    let housekeeping = housekeeping::run(service.clone());
-    tokio::pin!(housekeeping);
+    // Housekeeping is a task of its own: polled inside the `select!` below, it would be
+    // paused while another branch runs, and on SQLite a batch paused inside its write
+    // transaction would hold the write lock against every other writer.
+    let _housekeeping = AbortOnDrop(tokio::spawn(housekeeping::run(service.clone())));
     let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
     let mut keys = tokio::time::interval(crate::service::keys::KEY_POLL_EVERY);
     keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = &mut housekeeping => {}
             // A rotation or retirement made by another server or the CLI.
             _ = keys.tick() => {
                 if let Err(e) = service.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed");
-                }
-                if let Err(e) = service.prune_audit().await {
-                    tracing::warn!(error = %e, "pruning the audit log failed");
                 }
             }
             _ = sweep.tick() => {
@@ -239,6 +237,15 @@ async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
                 service.store().release_idle();
             }
         }
+    }
+}
+
+/// Stops a spawned task when the owner goes away (shutdown aborts `maintain`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
