@@ -74,6 +74,23 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
             CorsOrigins::Any => "*".into(),
             CorsOrigins::Only(list) => list.join(","),
         },
+        "server.header_timeout" => duration(s.edge.header_timeout),
+        "server.body_timeout" => duration(s.edge.body_timeout),
+        "server.idle_timeout" => duration(s.edge.idle_timeout),
+        "server.max_connections" => s.edge.max_connections.to_string(),
+        "server.shutdown_timeout" => duration(s.edge.shutdown_timeout),
+        "rate_limit.password_per_minute" => rl.password_per_minute.to_string(),
+        "rate_limit.store" => format!("{:?}", rl.store).to_lowercase(),
+        "rate_limit.ipv6_prefix" => rl.ipv6_prefix.to_string(),
+        "auth.session_max_lifetime" => duration(s.auth.session_max_lifetime),
+        "auth.hash_queue_timeout" => duration(s.auth.hash_queue_timeout),
+        "auth.lockout_threshold" => s.auth.lockout_threshold.to_string(),
+        "auth.lockout_duration" => duration(s.auth.lockout_duration),
+        "auth.lockout_max_duration" => duration(s.auth.lockout_max_duration),
+        "audit.retention" => duration(s.auth.audit_retention),
+        "metrics.bind" => s
+            .metrics_bind
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         _ => return None,
     })
 }
