@@ -94,6 +94,13 @@ struct Verifier {
 /// previous keys verify). Immutable: a reload builds a new one.
 pub struct JwtKeys {
     signer: Option<Signer>,
+    /// Tokens whose signature already verified, by the SHA-256 of the token: an
+    /// Ed25519 or P-256 check costs as much as the rest of `/me`, and a client sends
+    /// the same access token again and again. Only the signature, issuer and claims are
+    /// remembered: expiry is checked again on every use, and revocation, disabled users
+    /// and retired keys are read from the database by the caller every time. Bounded
+    /// (cleared when full) and dropped with this set on every key reload.
+    verified: std::sync::RwLock<VerifiedTokens>,
     /// By `kid`; the entry under `None` verifies tokens without a `kid`.
     verifiers: HashMap<Option<String>, Verifier>,
     jwks: Jwks,
@@ -113,6 +120,12 @@ fn validation(algorithm: Algorithm, issuer: &str) -> Validation {
     validation
 }
 
+/// A verified token's claims and `kid`, by the SHA-256 of the token.
+type VerifiedTokens = HashMap<[u8; 32], (AccessClaims, Option<String>)>;
+
+/// At most this many verified tokens are remembered per key set (about 3 MB).
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
 /// The `kid` under which the HMAC key that `settings.jwt_secret_key` held before issue
 /// 13 is imported: tokens it signed carry no `kid`, so kid-less tokens verify with it.
 pub const LEGACY_HMAC_KID: &str = "legacy-jwt-secret-key";
@@ -129,6 +142,7 @@ impl JwtKeys {
             },
         );
         JwtKeys {
+            verified: Default::default(),
             signer: Some(Signer::Hmac {
                 kid: None,
                 alg: algorithm,
@@ -211,6 +225,7 @@ impl JwtKeys {
             )
         });
         Ok(JwtKeys {
+            verified: Default::default(),
             signer,
             verifiers,
             jwks: Jwks { keys: public },
@@ -270,10 +285,35 @@ impl JwtKeys {
     /// Verifies signature, algorithm (the key's own), issuer and expiry. Returns the
     /// claims and the token's `kid`.
     pub fn verify(&self, token: &str) -> Result<(AccessClaims, Option<String>), JwtFailure> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let cached = self
+            .verified
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+            .cloned();
+        if let Some((claims, kid)) = cached {
+            let now = Utc::now().timestamp();
+            if claims.exp.saturating_add(LEEWAY_SECS as i64) < now {
+                return Err(JwtFailure::Expired);
+            }
+            return Ok((claims, kid));
+        }
         let (verifier, kid) = self.verifier_for(token)?;
         match jsonwebtoken::decode::<AccessClaims>(token, &verifier.decoding, &verifier.validation)
         {
-            Ok(data) => Ok((data.claims, kid)),
+            Ok(data) => {
+                let mut verified = self
+                    .verified
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if verified.len() >= VERIFIED_CACHE_MAX {
+                    verified.clear();
+                }
+                verified.insert(digest, (data.claims.clone(), kid.clone()));
+                Ok((data.claims, kid))
+            }
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(JwtFailure::Expired),
             Err(_) => Err(JwtFailure::Invalid),
         }
