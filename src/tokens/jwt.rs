@@ -364,6 +364,25 @@ mod tests {
     }
 
     #[test]
+    fn a_verified_token_is_remembered_but_its_expiry_is_checked_on_every_use() {
+        use sha2::Digest;
+        let k = keys();
+        let t = k.issue(UserId(7), FamilyId::new(), Utc::now()).unwrap();
+        let first = k.verify(&t).unwrap();
+        assert_eq!(k.verify(&t).unwrap(), first);
+        assert_eq!(k.verified.read().unwrap().len(), 1);
+        // A remembered token past its expiry (and the leeway) is expired all the same.
+        let digest: [u8; 32] = sha2::Sha256::digest(t.as_bytes()).into();
+        let mut stale = first.clone();
+        stale.0.exp = Utc::now().timestamp() - LEEWAY_SECS as i64 - 1;
+        k.verified.write().unwrap().insert(digest, stale);
+        assert_eq!(k.verify(&t), Err(JwtFailure::Expired));
+        // Anything else is verified in full: a tampered token is not a cache hit.
+        let tampered = format!("{t}x");
+        assert_eq!(k.verify(&tampered), Err(JwtFailure::Invalid));
+    }
+
+    #[test]
     fn issued_tokens_verify_and_carry_every_claim() {
         let k = keys();
         let fam = FamilyId::new();
