@@ -11,7 +11,7 @@
 //! it is never created. A login racing a delete is the same 401, never a foreign-key
 //! violation.
 //!
-//! - this file: users, logins, tokens, inspection, health;
+//! - this file: users, logins, tokens, inspection; [`health`]: readiness and migrations;
 //! - [`keys`]: signing keys (SPEC §9): load, rotate, retire, reload;
 //! - `metrics.rs`: what is counted for `/metrics`, and how the server's metrics are
 //!   plugged in;
@@ -21,6 +21,7 @@
 //! - [`lockout`]: per-account lockout; [`audit`]: the audit log.
 
 pub mod audit;
+mod health;
 pub mod keys;
 mod lifetime;
 pub mod lockout;
@@ -31,7 +32,6 @@ pub mod sessions;
 mod user_ref;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -41,12 +41,13 @@ use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
-use crate::store::{MigrationState, NewUser, PruneReport, RefreshRecord, Store, User};
+use crate::store::{NewUser, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
 
 pub use audit::{Audit, AuditKind, RequestContext};
+pub use health::check_database;
 use lockout::Gate;
 
 /// What a successful login or refresh returns.
@@ -605,17 +606,6 @@ impl AuthService {
         })
     }
 
-    // ----- health ----------------------------------------------------------------
-
-    /// Ready: the database answers within `timeout` and the schema is current.
-    pub async fn readiness(&self, timeout: Duration) -> Result<()> {
-        check_database(self.store.as_ref(), timeout).await
-    }
-
-    pub async fn migration_status(&self) -> Result<Vec<MigrationState>> {
-        self.store.migration_status().await
-    }
-
     fn refresh_ttl(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or(chrono::Duration::MAX)
     }
@@ -634,18 +624,5 @@ impl AuthService {
             token_type: "bearer",
             expires_in: jwt.ttl().as_secs(),
         })
-    }
-}
-
-/// Whether the database answers within `timeout` and its schema is current.
-pub async fn check_database(store: &dyn Store, timeout: Duration) -> Result<()> {
-    match tokio::time::timeout(timeout, store.schema_is_current()).await {
-        Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => Err(Error::schema_not_current()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(Error::Unavailable(format!(
-            "database did not answer within {} ms",
-            timeout.as_millis()
-        ))),
     }
 }
