@@ -37,6 +37,8 @@ FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 # Only what the crate needs to build (see also .dockerignore, an allow-list).
 COPY Cargo.toml Cargo.lock build.rs ./
+# Build settings (the bundled SQLite's compile flags).
+COPY .cargo ./.cargo
 COPY migrations ./migrations
 COPY assets ./assets
 COPY src ./src
