@@ -1,4 +1,6 @@
 //! [`ReadLane`]: pool connections held for `/me`'s session lookup, the hottest query.
+//! Lookups that arrive while the lane's connections are busy are answered many per
+//! statement ([`super::batch`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -56,6 +58,11 @@ impl<DB: sqlx::Database> ReadLane<DB> {
             idle: Mutex::new(Vec::with_capacity(size)),
             closing: AtomicBool::new(false),
         }
+    }
+
+    /// Whether lookups go through the lane (not with a pool of one).
+    pub fn is_on(&self) -> bool {
+        self.size > 0
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Held<DB>>> {

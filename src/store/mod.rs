@@ -19,6 +19,7 @@ pub mod audit;
 pub mod lockout;
 #[macro_use]
 pub mod sessions;
+mod batch;
 mod lane;
 #[macro_use]
 pub mod pool_stats;

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub struct PgStore {
     pub(super) pool: PgPool,
     lane: super::lane::ReadLane<Postgres>,
+    lookups: super::batch::Lookups,
 }
 
 impl PgStore {
@@ -47,6 +48,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             lane: super::lane::ReadLane::new(store.pool_max),
+            lookups: super::batch::Lookups::default(),
         })
     }
 }

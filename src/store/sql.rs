@@ -321,26 +321,59 @@ macro_rules! sql_store {
                 family: $crate::domain::FamilyId,
                 kid: Option<&str>,
             ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
-                let query = || {
-                    sqlx::query_as(
-                        "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
-                         f.revoked_at AS family_revoked_at, \
-                         EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
-                         AND k.state = 'retired') AS key_retired FROM token_families f \
-                         JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
-                    )
-                    .bind(family)
-                    .bind(user)
-                    .bind(kid)
-                };
-                // A held connection (see `ReadLane`); the pool when the lane is off.
-                if let Some((_turn, mut held)) = self.lane.take(&self.pool).await? {
-                    let row = query().fetch_optional(&mut *held.conn).await?;
-                    // After an error, `held` went back to the pool, which tests it.
-                    self.lane.put_back(held);
-                    return Ok(row);
+                use $crate::store::batch::{Answer, Lookups, SessionKey, session_batch_sql};
+                let key = SessionKey { user, family, kid: kid.map(str::to_owned) };
+                if !self.lane.is_on() {
+                    return self.session_user_alone(&key).await;
                 }
-                Ok(query().fetch_optional(&self.pool).await?)
+                // Queued; answered by whichever lookup gets a lane connection first
+                // (see `store::batch`), perhaps this one.
+                let mut answer = self.lookups.push(key.clone());
+                loop {
+                    tokio::select! {
+                        biased;
+                        got = &mut answer => {
+                            return match got {
+                                Ok(Answer::Found(row)) => Ok(row),
+                                Ok(Answer::Alone) | Err(_) => self.session_user_alone(&key).await,
+                            };
+                        }
+                        taken = self.lane.take(&self.pool) => {
+                            let Some((_turn, mut held)) = taken? else {
+                                // The store is closing.
+                                return self.session_user_alone(&key).await;
+                            };
+                            let batch = self.lookups.take_batch();
+                            if batch.is_empty() {
+                                // Another lookup took this one's key and answers it.
+                                self.lane.put_back(held);
+                                return match answer.await {
+                                    Ok(Answer::Found(row)) => Ok(row),
+                                    Ok(Answer::Alone) | Err(_) => self.session_user_alone(&key).await,
+                                };
+                            }
+                            let mut query = sqlx::query_as::<_, $crate::store::batch::BatchRow>(
+                                session_batch_sql(batch.len()),
+                            );
+                            for w in &batch {
+                                query = query.bind(w.key.family).bind(w.key.user).bind(w.key.kid.as_deref());
+                            }
+                            match query.fetch_all(&mut *held.conn).await {
+                                Ok(rows) => {
+                                    self.lane.put_back(held);
+                                    Lookups::answer_all(batch, rows);
+                                }
+                                Err(e) => {
+                                    // `held` goes back to the pool, which tests it.
+                                    tracing::debug!(error = %e, "batched session lookup failed");
+                                    for w in batch {
+                                        w.answer(Answer::Alone);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
 
             async fn revoke_family(
@@ -425,6 +458,25 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// One session lookup on its own: a pool connection, one row.
+            async fn session_user_alone(
+                &self,
+                key: &$crate::store::batch::SessionKey,
+            ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
+                Ok(sqlx::query_as(
+                    "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
+                     f.revoked_at AS family_revoked_at, \
+                     EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
+                     AND k.state = 'retired') AS key_retired FROM token_families f \
+                     JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
+                )
+                .bind(key.family)
+                .bind(key.user)
+                .bind(key.kid.as_deref())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             /// One prune batch, in one short write transaction: at most
             /// [`PRUNE_BATCH`]($crate::store::PRUNE_BATCH) expired tokens (and the
             /// families they leave empty), then at most as many families revoked

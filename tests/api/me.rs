@@ -6,6 +6,7 @@ use crate::prelude::*;
 crate::on_both_backends!(
     me_requires_a_valid_live_bearer_token,
     disabling_or_deleting_a_user_rejects_their_tokens,
+    concurrent_lookups_each_get_their_own_answer,
 );
 
 async fn me_requires_a_valid_live_bearer_token(backend: Backend) {
@@ -102,5 +103,62 @@ async fn disabling_or_deleting_a_user_rejects_their_tokens(backend: Backend) {
         .await
         .unwrap();
     assert_problem(app.me(&access2).await, 401).await;
+    app.shutdown().await;
+}
+
+/// `/me` lookups in flight together are answered many per query (`store::batch`):
+/// each must still get its own user, and a revoked session, a disabled user or a token
+/// naming another user's session its own 401 — however the batches fall.
+async fn concurrent_lookups_each_get_their_own_answer(backend: Backend) {
+    let app = spawn_app(&backend, |s| s.pool_max = 6).await;
+    let keys = JwtKeys::new(
+        app.settings.auth.secret_key.as_ref().unwrap(),
+        app.settings.auth.algorithm,
+        &app.settings.auth.issuer,
+        Duration::from_secs(60),
+    );
+    // (token, the username /me must answer, or None for a 401)
+    let mut cases: Vec<(String, Option<String>)> = Vec::new();
+    for i in 0..8 {
+        let name = format!("batch{i}");
+        let (access, refresh) = app.user_with_tokens(&name).await;
+        if i % 4 == 3 {
+            assert_eq!(app.revoke(&refresh).await.status(), 204);
+            cases.push((access, None));
+        } else {
+            cases.push((access, Some(name)));
+        }
+    }
+    // A valid signature over user 1's id with user 0's session: not user 0's, not 1's.
+    let (c0, _) = keys.verify(&cases[0].0).unwrap();
+    let (c1, _) = keys.verify(&cases[1].0).unwrap();
+    let crossed = keys
+        .issue(c1.user_id().unwrap(), c0.family_id().unwrap(), Utc::now())
+        .unwrap();
+    cases.push((crossed, None));
+    let service = service_for(&app).await;
+    service
+        .set_active(&UserRef::Username("batch2".into()), false)
+        .await
+        .unwrap();
+    cases[2].1 = None;
+
+    let requests = (0..240).map(|n| {
+        let (token, expected) = cases[n % cases.len()].clone();
+        let app = &app;
+        async move {
+            let r = app.me(&token).await;
+            (expected, r.status().as_u16(), json(r).await)
+        }
+    });
+    for (expected, status, body) in futures_util::future::join_all(requests).await {
+        match expected {
+            Some(name) => {
+                assert_eq!(status, 200, "{name}: {body}");
+                assert_eq!(body["username"], name.as_str());
+            }
+            None => assert_eq!(status, 401, "{body}"),
+        }
+    }
     app.shutdown().await;
 }
