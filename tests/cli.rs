@@ -5,6 +5,7 @@ mod support;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
+use support::cli::{authctl, migrated_db, stdout_json};
 use support::{Backend, PASSWORD, TestApp, TestDb, spawn_app, spawn_app_on};
 
 on_both_backends!(
@@ -18,37 +19,6 @@ on_both_backends!(
     token_prune_reports_what_it_removed,
     health_reports_running_stopped_and_not_ready_servers,
 );
-
-const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
-
-/// `authctl` in an empty working directory, against `url`, with the test key.
-fn authctl(url: &str) -> Command {
-    let mut cmd = Command::new(support::authctl_bin());
-    let cwd = std::env::temp_dir();
-    cmd.current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", url)
-        .env("SECRET_KEY", KEY)
-        .env("AUTHCTL_BCRYPT_COST", "4")
-        .timeout(std::time::Duration::from_secs(60));
-    cmd
-}
-
-fn stdout_json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-async fn migrated_db(backend: &Backend) -> TestDb {
-    let db = TestDb::new(backend).await;
-    authctl(&db.url).arg("migrate").assert().success();
-    db
-}
 
 fn add_user(url: &str, email: &str, username: &str) -> serde_json::Value {
     let out = authctl(url)

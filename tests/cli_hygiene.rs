@@ -6,8 +6,8 @@
 
 mod support;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
+use support::cli::{KEY, authctl, bare, migrated_db, stdout_json};
 use support::{Backend, PASSWORD, TestDb, spawn_app_on};
 
 on_both_backends!(
@@ -17,43 +17,6 @@ on_both_backends!(
     read_only_commands_never_create_a_signing_key,
     migrate_stores_the_key_that_serve_signs_with_and_commands_verify_with,
 );
-
-const KEY: &str = "test-key-0123456789abcdefghijklmnopqrstuv";
-
-/// `authctl` in an empty working directory, against `url`, with the test key.
-fn authctl(url: &str) -> Command {
-    let mut cmd = bare();
-    cmd.env("DATABASE_URL", url)
-        .env("SECRET_KEY", KEY)
-        .env("AUTHCTL_BCRYPT_COST", "4");
-    cmd
-}
-
-/// `authctl` with nothing configured, in a directory of its own (kept by the caller).
-fn bare() -> Command {
-    let mut cmd = Command::new(support::authctl_bin());
-    cmd.current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .timeout(std::time::Duration::from_secs(60));
-    cmd
-}
-
-fn stdout_json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-async fn migrated_db(backend: &Backend) -> TestDb {
-    let db = TestDb::new(backend).await;
-    authctl(&db.url).arg("migrate").assert().success();
-    db
-}
 
 fn add_user(url: &str, email: &str, username: &str) -> i64 {
     let out = authctl(url)

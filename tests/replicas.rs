@@ -600,8 +600,10 @@ async fn housekeeping_runs_on_one_replica_per_period_and_another_takes_over_when
     let first: Vec<(usize, Instant)> = runs.lock().expect("runs").clone();
     let leaders: std::collections::BTreeSet<usize> = first.iter().map(|(r, _)| *r).collect();
     assert_eq!(leaders.len(), 1, "one housekeeper: {first:?}");
+    // About five runs; three replicas each running would make 10 to 15. (At least two:
+    // a loaded CI machine may delay a tick, never skip the lock's rule.)
     assert!(
-        (3..=6).contains(&first.len()),
+        (2..=6).contains(&first.len()),
         "one run per 300 ms period in 1.5 s, not three: {}",
         first.len()
     );
@@ -617,7 +619,7 @@ async fn housekeeping_runs_on_one_replica_per_period_and_another_takes_over_when
     let leader = *leaders.iter().next().expect("a leader");
     tasks[leader].abort();
     let died = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let after: Vec<(usize, Instant)> = runs
         .lock()
         .expect("runs")
@@ -628,8 +630,9 @@ async fn housekeeping_runs_on_one_replica_per_period_and_another_takes_over_when
     let successors: std::collections::BTreeSet<usize> = after.iter().map(|(r, _)| *r).collect();
     assert_eq!(successors.len(), 1, "one successor: {after:?}");
     assert!(!successors.contains(&leader), "{after:?}");
+    // A take-over try every 100 ms; the bound leaves room for a loaded machine.
     assert!(
-        after[0].1 - died < Duration::from_millis(500),
+        after[0].1 - died < Duration::from_millis(1000),
         "taken over at once: {:?}",
         after[0].1 - died
     );

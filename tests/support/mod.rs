@@ -6,6 +6,7 @@
 //! failure instead.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod pg;
 
 use std::net::SocketAddr;
