@@ -1,14 +1,11 @@
 //! Asymmetric signing keys for access tokens (SPEC §9): Ed25519 (`EdDSA`) and P-256
-//! (`ES256`) key pairs, the public JWKs the JWKS publishes, and the [`KeyRing`] that
-//! signs with the current key and verifies with every key that may still have valid
-//! tokens. Nothing here touches the database or the network; the service loads rows
-//! of the `signing_keys` table into these types.
+//! (`ES256`) key pairs and the public JWKs the JWKS publishes. Nothing here touches the
+//! database or the network; the service loads rows of the `signing_keys` table into
+//! these types.
 //!
-//! The service signs and verifies through [`super::jwt::JwtKeys`], which holds HMAC
-//! and asymmetric keys in one set (a generated HS* key rotates like an EdDSA one) and
-//! uses [`SigningKeyPair`], [`PublicJwk`] and [`ReloadGate`] from here. [`KeyRing`] is
-//! the asymmetric-only ring these types were designed and tested with; fold it into
-//! `JwtKeys` or drop it when it is next touched.
+//! Tokens are signed and verified by [`super::jwt::JwtKeys`], which holds HMAC and
+//! asymmetric keys in one set (a generated HS* key rotates like an EdDSA one) and uses
+//! [`SigningKeyPair`], [`PublicJwk`] and [`ReloadGate`] from here.
 //!
 //! - **Storage.** A private key is kept as PKCS#8 DER, the form jsonwebtoken signs with
 //!   (`EncodingKey::from_ed_der` / `from_ec_der`); [`SigningKeyPair::from_pkcs8_der`]
@@ -17,14 +14,15 @@
 //! - **`kid`** is the RFC 7638 JWK thumbprint (base64url SHA-256 of the canonical JSON
 //!   of the public key): every replica and every restart computes the same `kid` for the
 //!   same key without coordinating, and a resource server may recompute it.
-//! - **Verification pins the algorithm per key.** A token is looked up by its `kid`, and
-//!   only that key's own algorithm is accepted: `none` cannot be expressed at all, and an
-//!   `HS256` token whose HMAC key is the public key (algorithm confusion) is refused.
-//!   A token without `kid` is refused. A well-formed `kid` that the ring does not hold
-//!   is reported as [`VerifyError::UnknownKid`], distinct from every other failure, so the
-//!   caller can reload the keys from the database (at most once a second, see
-//!   [`ReloadGate`]) before refusing: that is how a rotation made by another replica or
-//!   by the CLI is picked up without a restart.
+//! - **Verification pins the algorithm per key** (in `JwtKeys`): a token is looked up by
+//!   its `kid`, and only that key's own algorithm is accepted: `none` cannot be expressed
+//!   at all, and an `HS256` token whose HMAC key is the public key (algorithm confusion)
+//!   is refused. A token without `kid` verifies only with an HMAC key that has none
+//!   (`SECRET_KEY`, or the imported legacy key). A `kid` of at most 64 characters that
+//!   the set does not hold is reported as [`super::jwt::JwtFailure::UnknownKid`],
+//!   distinct from every other failure, so the caller can reload the keys from the
+//!   database (at most once a second, see [`ReloadGate`]) before refusing: that is how a
+//!   rotation made by another replica or by the CLI is picked up without a restart.
 //! - **Lifecycle** ([`KeyState`]): `current` signs; on rotation it becomes `previous`
 //!   and keeps verifying until [`previous_key_expiry`] (rotation time + access-token
 //!   TTL + leeway), after which no token it signed can be valid and housekeeping drops
@@ -42,7 +40,6 @@
 //! the signing keys; replacing it only makes retries inside a grace window that is open
 //! at that moment fall under the strict rule, which costs one re-login at most.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
@@ -53,21 +50,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretSlice, SecretString};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::LEEWAY_SECS;
 
 /// The name of the grace-mode secret in the `settings` table (see the module comment).
 pub const GRACE_SECRET_SETTING: &str = "refresh_grace_secret";
-
-/// Length of an RFC 7638 SHA-256 thumbprint in unpadded base64url: 32 bytes → 43 chars.
-const THUMBPRINT_LEN: usize = 43;
 
 /// Why key material could not be generated, loaded or used. Messages never contain
 /// key bytes.
@@ -508,151 +500,6 @@ fn invalid(alg: KeyAlgorithm, e: impl fmt::Display) -> KeyError {
 /// store under [`GRACE_SECRET_SETTING`] (see the module comment).
 pub fn generate_grace_secret() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(random_32().expose_secret()))
-}
-
-/// Why a token was refused by a [`KeyRing`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerifyError {
-    /// The header has no `kid`: every token authctl signs asymmetrically has one.
-    MissingKid,
-    /// A well-formed `kid` this ring does not hold (yet): reload the keys, at most once
-    /// a second ([`ReloadGate`]), and verify again before refusing.
-    UnknownKid(String),
-    /// Signature and key are fine but `exp` (plus leeway) has passed.
-    Expired,
-    /// Anything else: bad signature, wrong algorithm for the key, bad claims, garbage.
-    Invalid,
-}
-
-/// A key the ring verifies with: its JWK, the decoding key and a `Validation` that
-/// accepts this key's algorithm only.
-struct Verifier {
-    jwk: PublicJwk,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-/// The current signing key plus every key that may still verify, by `kid`. Built
-/// afresh on every reload and swapped in whole, so it needs no interior locking.
-pub struct KeyRing {
-    current: SigningKeyPair,
-    verifiers: HashMap<String, Verifier>,
-}
-
-impl fmt::Debug for KeyRing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<&str> = self.verifiers.keys().map(String::as_str).collect();
-        kids.sort_unstable();
-        f.debug_struct("KeyRing")
-            .field("current", &self.current)
-            .field("verifies", &kids)
-            .finish()
-    }
-}
-
-impl KeyRing {
-    /// `current` signs; it and every key of `still_valid` (the `previous` keys that
-    /// have not expired) verify. `validation` carries the claim rules (issuer, leeway,
-    /// required claims); its `algorithms` are replaced per key by that key's own.
-    pub fn new(
-        current: SigningKeyPair,
-        still_valid: impl IntoIterator<Item = PublicJwk>,
-        validation: &Validation,
-    ) -> Result<Self, KeyError> {
-        let mut verifiers = HashMap::new();
-        for jwk in std::iter::once(current.public.clone()).chain(still_valid) {
-            let mut pinned = validation.clone();
-            pinned.algorithms = vec![jwk.alg.jwt()];
-            let decoding = jwk.decoding_key()?;
-            verifiers.insert(
-                jwk.kid.clone(),
-                Verifier {
-                    jwk,
-                    decoding,
-                    validation: pinned,
-                },
-            );
-        }
-        Ok(KeyRing { current, verifiers })
-    }
-
-    pub fn current(&self) -> &SigningKeyPair {
-        &self.current
-    }
-
-    /// Whether tokens with this `kid` verify here.
-    pub fn contains(&self, kid: &str) -> bool {
-        self.verifiers.contains_key(kid)
-    }
-
-    /// Signs with the current key.
-    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
-        self.current.sign(claims)
-    }
-
-    /// Verifies signature (with the key named by `kid`, in its algorithm only) and
-    /// claims.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<T, VerifyError> {
-        let verifier = self.verifier_for(token)?;
-        match jsonwebtoken::decode::<T>(token, &verifier.decoding, &verifier.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(VerifyError::Expired),
-            Err(_) => Err(VerifyError::Invalid),
-        }
-    }
-
-    /// As [`KeyRing::verify`] but accepts an expired token (for `token inspect`).
-    pub fn verify_ignoring_expiry<T: DeserializeOwned>(
-        &self,
-        token: &str,
-    ) -> Result<T, VerifyError> {
-        let verifier = self.verifier_for(token)?;
-        let mut validation = verifier.validation.clone();
-        validation.validate_exp = false;
-        jsonwebtoken::decode::<T>(token, &verifier.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| VerifyError::Invalid)
-    }
-
-    /// The JWKS: the current key first, then the others by `kid`, so the document is
-    /// stable between reloads that change nothing.
-    pub fn jwks(&self) -> Jwks {
-        let mut others: Vec<&PublicJwk> = self
-            .verifiers
-            .values()
-            .map(|v| &v.jwk)
-            .filter(|jwk| jwk.kid != self.current.public.kid)
-            .collect();
-        others.sort_unstable_by(|a, b| a.kid.cmp(&b.kid));
-        Jwks {
-            keys: std::iter::once(&self.current.public)
-                .chain(others)
-                .cloned()
-                .collect(),
-        }
-    }
-
-    fn verifier_for(&self, token: &str) -> Result<&Verifier, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Invalid)?;
-        // Only a token in one of our algorithms with a kid shaped like a thumbprint can
-        // be ours; anything else is refused without making the caller reload.
-        if KeyAlgorithm::try_from(header.alg).is_err() {
-            return Err(VerifyError::Invalid);
-        }
-        let kid = header.kid.ok_or(VerifyError::MissingKid)?;
-        if let Some(verifier) = self.verifiers.get(&kid) {
-            return Ok(verifier);
-        }
-        let thumbprint_shaped = kid.len() == THUMBPRINT_LEN
-            && kid
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if thumbprint_shaped {
-            Err(VerifyError::UnknownKid(kid))
-        } else {
-            Err(VerifyError::Invalid)
-        }
-    }
 }
 
 /// Lets a key reload through at most once a second, however many tokens with unknown
