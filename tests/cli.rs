@@ -5,7 +5,7 @@ mod support;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use support::cli::{authctl, migrated_db, stdout_json};
+use support::cli::{add_user, authctl, migrated_db, stdout_json};
 use support::{Backend, PASSWORD, TestApp, TestDb, spawn_app, spawn_app_on};
 
 on_both_backends!(
@@ -19,30 +19,6 @@ on_both_backends!(
     token_prune_reports_what_it_removed,
     health_reports_running_stopped_and_not_ready_servers,
 );
-
-fn add_user(url: &str, email: &str, username: &str) -> serde_json::Value {
-    let out = authctl(url)
-        .args([
-            "user",
-            "add",
-            "--email",
-            email,
-            "--username",
-            username,
-            "--password-stdin",
-            "--output",
-            "json",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout_json(&out)
-}
 
 async fn tokens(app: &TestApp, username: &str) -> (String, String) {
     let r = app.login(username, PASSWORD).await;

@@ -7,7 +7,7 @@
 mod support;
 
 use predicates::prelude::*;
-use support::cli::{KEY, authctl, bare, migrated_db, stdout_json};
+use support::cli::{KEY, add_user, authctl, bare, migrated_db, stdout_json};
 use support::{Backend, PASSWORD, TestDb, spawn_app_on};
 
 on_both_backends!(
@@ -18,28 +18,8 @@ on_both_backends!(
     migrate_stores_the_key_that_serve_signs_with_and_commands_verify_with,
 );
 
-fn add_user(url: &str, email: &str, username: &str) -> i64 {
-    let out = authctl(url)
-        .args([
-            "user",
-            "add",
-            "--email",
-            email,
-            "--username",
-            username,
-            "--password-stdin",
-            "--output",
-            "json",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout_json(&out)["id"].as_i64().expect("id")
+fn user_id(url: &str, email: &str, username: &str) -> i64 {
+    add_user(url, email, username)["id"].as_i64().expect("id")
 }
 
 /// Runs `$body` with `$conn` connected to the test database, whichever backend.
@@ -125,9 +105,9 @@ async fn an_all_digit_username_is_refused_at_registration_and_by_user_add(backen
 
 async fn an_all_digit_user_is_an_id_and_never_another_account(backend: Backend) {
     let db = migrated_db(&backend).await;
-    let alice = add_user(&db.url, "alice@example.com", "alice");
-    let legacy = add_user(&db.url, "old001@example.com", "legacy001");
-    let one = add_user(&db.url, "old1@example.com", "legacy1");
+    let alice = user_id(&db.url, "alice@example.com", "alice");
+    let legacy = user_id(&db.url, "old001@example.com", "legacy001");
+    let one = user_id(&db.url, "old1@example.com", "legacy1");
     // Accounts made before all-digit usernames were refused.
     exec_sql(
         &db.url,

@@ -44,3 +44,28 @@ pub async fn migrated_db(backend: &Backend) -> TestDb {
     authctl(&db.url).arg("migrate").assert().success();
     db
 }
+
+/// `authctl user add` with the test password on stdin; its JSON output.
+pub fn add_user(url: &str, email: &str, username: &str) -> serde_json::Value {
+    let out = authctl(url)
+        .args([
+            "user",
+            "add",
+            "--email",
+            email,
+            "--username",
+            username,
+            "--password-stdin",
+            "--output",
+            "json",
+        ])
+        .write_stdin(format!("{}\n", super::PASSWORD))
+        .output()
+        .expect("run authctl user add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_json(&out)
+}
