@@ -329,28 +329,20 @@ macro_rules! sql_store {
                 // Queued; answered by whichever lookup gets a lane connection first
                 // (see `store::batch`), perhaps this one.
                 let mut answer = self.lookups.push(key.clone());
-                loop {
+                let got = loop {
                     tokio::select! {
                         biased;
-                        got = &mut answer => {
-                            return match got {
-                                Ok(Answer::Found(row)) => Ok(row),
-                                Ok(Answer::Alone) | Err(_) => self.session_user_alone(&key).await,
-                            };
-                        }
+                        got = &mut answer => break got,
                         taken = self.lane.take(&self.pool) => {
-                            let Some((_turn, mut held)) = taken? else {
-                                // The store is closing.
-                                return self.session_user_alone(&key).await;
-                            };
+                            // `None`: the store is closing.
+                            let Some((turn, mut held)) = taken? else { break Ok(Answer::Alone) };
                             let batch = self.lookups.take_batch();
                             if batch.is_empty() {
-                                // Another lookup took this one's key and answers it.
+                                // Another lookup took this one's key and answers it: wait
+                                // for that without holding a turn.
                                 self.lane.put_back(held);
-                                return match answer.await {
-                                    Ok(Answer::Found(row)) => Ok(row),
-                                    Ok(Answer::Alone) | Err(_) => self.session_user_alone(&key).await,
-                                };
+                                drop(turn);
+                                break (&mut answer).await;
                             }
                             let mut query = sqlx::query_as::<_, $crate::store::batch::BatchRow>(
                                 session_batch_sql(batch.len()),
@@ -373,6 +365,11 @@ macro_rules! sql_store {
                             }
                         }
                     }
+                };
+                match got {
+                    Ok(Answer::Found(row)) => Ok(row),
+                    // The batch failed or its runner went away: alone, on the pool.
+                    Ok(Answer::Alone) | Err(_) => self.session_user_alone(&key).await,
                 }
             }
 
