@@ -155,12 +155,19 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                     ("failed logins", d.failed_logins.to_string()),
                     (
                         "locked until",
-                        d.locked_until.map_or_else(
-                            || "not locked".into(),
-                            |u| u.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                        ),
+                        match d.locked_until {
+                            None => "not locked".into(),
+                            Some(_) if d.permanently_locked => {
+                                "unlocked by an operator (locked for good)".into()
+                            }
+                            Some(u) => u.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                        },
                     ),
                     ("locks", d.lock_count.to_string()),
+                    (
+                        "failures since last success",
+                        d.consecutive_failures.to_string(),
+                    ),
                 ]),
             }
         }

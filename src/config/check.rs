@@ -87,6 +87,7 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
         "auth.lockout_threshold" => s.auth.lockout_threshold.to_string(),
         "auth.lockout_duration" => duration(s.auth.lockout_duration),
         "auth.lockout_max_duration" => duration(s.auth.lockout_max_duration),
+        "auth.lockout_permanent_after" => s.auth.lockout_permanent_after.to_string(),
         "audit.retention" => duration(s.auth.audit_retention),
         "metrics.bind" => s
             .metrics_bind

@@ -147,6 +147,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.lockout_threshold", ["AUTHCTL_LOCKOUT_THRESHOLD"], Int, auth.lockout_threshold = parse_u32_in(0, 1_000_000)),
     setting!("auth.lockout_duration", ["AUTHCTL_LOCKOUT_DURATION"], Str, auth.lockout_duration = parse_duration),
     setting!("auth.lockout_max_duration", ["AUTHCTL_LOCKOUT_MAX_DURATION"], Str, auth.lockout_max_duration = parse_duration),
+    setting!("auth.lockout_permanent_after", ["AUTHCTL_LOCKOUT_PERMANENT_AFTER"], Int, auth.lockout_permanent_after = parse_u32_in(0, 1_000_000)),
     setting!("audit.retention", ["AUTHCTL_AUDIT_RETENTION"], Str, auth.audit_retention = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
     setting!("metrics.bind", ["AUTHCTL_METRICS_BIND"], Str, metrics_bind = parse_optional_bind),

@@ -84,6 +84,9 @@ pub struct AuthSettings {
     /// The first lock's length; each further lock doubles it, up to the maximum.
     pub lockout_duration: Duration,
     pub lockout_max_duration: Duration,
+    /// Consecutive failures across locks after which a lock has no end until an
+    /// unlock or a password reset (NIST SP 800-63B-4 §3.2.2); 0 turns it off.
+    pub lockout_permanent_after: u32,
 }
 
 /// The bounds of the connection edge (SPEC §8 "Hardening": `server.header_timeout`,
@@ -144,6 +147,7 @@ impl Default for Settings {
                 lockout_threshold: 10,
                 lockout_duration: Duration::from_secs(5 * 60),
                 lockout_max_duration: Duration::from_secs(3600),
+                lockout_permanent_after: 100,
             },
             cors: CorsOrigins::Off,
             metrics_bind: None,

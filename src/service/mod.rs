@@ -41,14 +41,14 @@ use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
-use crate::store::{NewUser, PruneReport, RefreshRecord, Store, User};
+use crate::store::{NewUser, PasswordChange, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
 
 pub use audit::{Audit, AuditKind, RequestContext};
 pub use health::check_database;
-use lockout::Gate;
+use lockout::{Checked, Gate};
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -108,6 +108,9 @@ pub struct AuthService {
     grace: SecretKey,
     settings: AuthSettings,
     metrics: Metrics,
+    /// Woken when a counted login attempt ends or an account is unlocked: logins
+    /// waiting on a locked account look again ([`lockout`]).
+    lockout_changed: tokio::sync::Notify,
 }
 
 impl AuthService {
@@ -125,6 +128,7 @@ impl AuthService {
             grace,
             settings: settings.clone(),
             metrics: Metrics::new(),
+            lockout_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -233,12 +237,18 @@ impl AuthService {
     pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let hash = self.hasher.hash(password).await?;
-        let now = Utc::now();
-        self.store.set_password_hash(found.id, &hash, now).await?;
+        let change = PasswordChange {
+            user: found.id,
+            hash: &hash,
+            keep: None,
+            reason: "password changed",
+            now: Utc::now(),
+        };
         let revoked = self
             .store
-            .revoke_user_families(found.id, "password changed", now)
-            .await?;
+            .set_password_hash(&change)
+            .await?
+            .ok_or_else(|| Error::NotFound(user.to_string()))?;
         tracing::info!(
             user_id = found.id.0,
             revoked_sessions = revoked,
@@ -271,7 +281,30 @@ impl AuthService {
 
     /// Logs in by username or email (case-insensitively). Every failure is the same
     /// [`Error::InvalidCredentials`] after the same bcrypt work.
+    ///
+    /// The attempt runs to its end in a task of its own: a client that hangs up
+    /// mid-login drops only its wait for the answer, never the lockout bookkeeping
+    /// of an attempt already counted.
     pub async fn login(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        login: &str,
+        password: &str,
+    ) -> Result<TokenPair> {
+        let this = Arc::clone(self);
+        let ctx = ctx.clone();
+        let login = login.to_owned();
+        let password = secrecy::SecretString::from(password);
+        tokio::spawn(async move {
+            use secrecy::ExposeSecret;
+            this.login_attempt(&ctx, &login, password.expose_secret())
+                .await
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("the login task failed")))?
+    }
+
+    async fn login_attempt(
         &self,
         ctx: &RequestContext,
         login: &str,
@@ -299,7 +332,15 @@ impl AuthService {
             Gate::Locked => None,
             Gate::Open | Gate::Counted(_) => found.as_ref().map(|c| c.password_hash.as_str()),
         };
-        let verified = self.hasher.verify(candidate, real_hash).await?;
+        let verified = match self.hasher.verify(candidate, real_hash).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                if let Some(c) = &found {
+                    self.lockout_done(ctx, gate, &c.user, Checked::Not).await?;
+                }
+                return Err(e);
+            }
+        };
         let (user, verified_hash) = match found {
             Some(c) if gate == Gate::Locked => {
                 tracing::info!(user_id = c.user.id.0, "login refused: account locked");
@@ -309,7 +350,8 @@ impl AuthService {
                 return Err(Error::InvalidCredentials);
             }
             Some(c) if verified && c.user.is_active => {
-                self.lockout_success(gate, c.user.id).await?;
+                self.lockout_done(ctx, gate, &c.user, Checked::Right)
+                    .await?;
                 (c.user, c.password_hash)
             }
             Some(c) => {
@@ -322,11 +364,12 @@ impl AuthService {
                     .user(&c.user)
                     .detail("reason", reason);
                 self.audit(ctx, event).await;
-                if verified {
-                    self.lockout_success(gate, c.user.id).await?;
+                let checked = if verified {
+                    Checked::Right
                 } else {
-                    self.lockout_failure(ctx, gate, &c.user).await?;
-                }
+                    Checked::Wrong
+                };
+                self.lockout_done(ctx, gate, &c.user, checked).await?;
                 return Err(self.failed_login());
             }
             None => {

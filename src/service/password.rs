@@ -1,20 +1,45 @@
 //! A user changes their own password (SPEC §10): the current one is checked (a wrong
 //! one is 403 and counts towards the lockout, like a failed login), then the hash is
-//! updated, then every other session is revoked — in that order, so a login verified
-//! against the old hash cannot leave a session behind that outlives the change once
-//! `create_family` only inserts for the hash it verified (issue 12). The caller's own
-//! session survives.
+//! updated and every other session revoked, in one transaction, so a request
+//! cancelled half-way leaves no old session alive; a login verified against the old
+//! hash cannot leave a session behind either, since `create_family` only inserts for
+//! the hash it verified (issue 12). The caller's own session survives. Like a login,
+//! the change runs to its end in a task of its own once it started.
+
+use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::lockout::Gate;
+use super::lockout::{Checked, Gate};
 use super::{Audit, AuditKind, AuthService, RequestContext};
 use crate::domain::Password;
 use crate::error::{Error, Result};
+use crate::store::PasswordChange;
 
 impl AuthService {
     /// Changes the caller's password; returns how many other sessions were revoked.
     pub async fn change_password(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        access_token: &str,
+        current: &str,
+        new: &Password,
+    ) -> Result<u64> {
+        let this = Arc::clone(self);
+        let ctx = ctx.clone();
+        let access_token = access_token.to_owned();
+        let current = secrecy::SecretString::from(current);
+        let new = new.clone();
+        tokio::spawn(async move {
+            use secrecy::ExposeSecret;
+            this.change_password_now(&ctx, &access_token, current.expose_secret(), &new)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("the password change failed")))?
+    }
+
+    async fn change_password_now(
         &self,
         ctx: &RequestContext,
         access_token: &str,
@@ -35,7 +60,13 @@ impl AuthService {
         };
         let plausible = current.len() <= Password::MAX_BYTES && !current.contains('\0');
         let candidate = if plausible { current } else { "" };
-        let verified = self.hasher.verify(candidate, real_hash).await?;
+        let verified = match self.hasher.verify(candidate, real_hash).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                self.lockout_done(ctx, gate, &user, Checked::Not).await?;
+                return Err(e);
+            }
+        };
         if gate == Gate::Locked || !verified {
             let kind = if gate == Gate::Locked {
                 AuditKind::LoginLocked
@@ -48,18 +79,23 @@ impl AuthService {
                 .detail("reason", "wrong_current_password")
                 .detail("action", "password_change");
             self.audit(ctx, event).await;
-            self.lockout_failure(ctx, gate, &user).await?;
+            self.lockout_done(ctx, gate, &user, Checked::Wrong).await?;
             return Err(Error::Forbidden("the current password is not correct"));
         }
-        self.lockout_success(gate, user.id).await?;
+        self.lockout_done(ctx, gate, &user, Checked::Right).await?;
         let hash = self.hasher.hash(new).await?;
-        let now = Utc::now();
-        // First the hash, then the revocation (see the module comment).
-        self.store.set_password_hash(user.id, &hash, now).await?;
+        let change = PasswordChange {
+            user: user.id,
+            hash: &hash,
+            keep: Some(session),
+            reason: "password changed",
+            now: Utc::now(),
+        };
         let revoked = self
             .store
-            .sessions_revoke_others(user.id, session, "password changed", now)
-            .await?;
+            .set_password_hash(&change)
+            .await?
+            .ok_or(Error::InvalidToken("user not found"))?;
         tracing::info!(
             user_id = user.id.0,
             revoked_sessions = revoked,

@@ -56,6 +56,18 @@ pub struct UserCredentials {
     pub password_hash: String,
 }
 
+/// A new password hash, and the sessions it ends ([`Store::set_password_hash`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChange<'a> {
+    pub user: UserId,
+    pub hash: &'a str,
+    /// The session that survives (the caller's own, at the password API).
+    pub keep: Option<crate::domain::FamilyId>,
+    /// Why the sessions end (`revoked_reason`).
+    pub reason: &'a str,
+    pub now: DateTime<Utc>,
+}
+
 /// What a new user is made of; built by the service from parsed domain values.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -167,8 +179,10 @@ pub trait Store:
     async fn find_user(&self, user: &UserRef) -> Result<Option<User>>;
     async fn list_users(&self, limit: i64) -> Result<Vec<User>>;
     async fn set_active(&self, user: UserId, active: bool, now: DateTime<Utc>) -> Result<bool>;
-    async fn set_password_hash(&self, user: UserId, hash: &str, now: DateTime<Utc>)
-    -> Result<bool>;
+    /// Sets a new hash and revokes the user's sessions (all of them, or all but
+    /// `change.keep`) in one transaction: no request cancelled half-way leaves an old
+    /// session alive beside the new password. `None`: no such user.
+    async fn set_password_hash(&self, change: &PasswordChange<'_>) -> Result<Option<u64>>;
     async fn delete_user(&self, user: UserId) -> Result<bool>;
 
     /// Creates a session: a family and its first refresh token, atomically — but only

@@ -234,17 +234,34 @@ macro_rules! sql_store {
 
             async fn set_password_hash(
                 &self,
-                user: $crate::domain::UserId,
-                hash: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::error::Result<bool> {
+                c: &$crate::store::PasswordChange<'_>,
+            ) -> $crate::error::Result<Option<u64>> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
                 let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-                    .bind(hash)
-                    .bind(now)
-                    .bind(user)
-                    .execute(&self.pool)
+                    .bind(c.hash)
+                    .bind(c.now)
+                    .bind(c.user)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(None);
+                }
+                // `keep` NULL matches no family: every session ends.
+                let revoked = sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE user_id = $3 AND revoked_at IS NULL \
+                     AND ($4 IS NULL OR id <> $4)",
+                )
+                .bind(c.now)
+                .bind(c.reason)
+                .bind(c.user)
+                .bind(c.keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(Some(revoked))
             }
 
             async fn delete_user(&self, user: $crate::domain::UserId) -> $crate::error::Result<bool> {

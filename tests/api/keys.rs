@@ -288,9 +288,11 @@ async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend:
         .setting_get_or_insert("jwt_secret_key", legacy.expose_str())
         .await
         .unwrap();
-    let old = AuthService::new(store.clone(), &old_settings.auth)
-        .await
-        .unwrap();
+    let old = std::sync::Arc::new(
+        AuthService::new(store.clone(), &old_settings.auth)
+            .await
+            .unwrap(),
+    );
     old.add_user(
         authctl::domain::Email::parse("old@example.com").unwrap(),
         authctl::domain::Username::parse("oldtimer").unwrap(),

@@ -65,9 +65,11 @@ async fn json(resp: reqwest::Response) -> serde_json::Value {
     resp.json().await.expect("json body")
 }
 
-async fn service_for(app: &TestApp) -> AuthService {
+async fn service_for(app: &TestApp) -> std::sync::Arc<AuthService> {
     let store = authctl::store::connect(&app.settings).expect("store");
-    AuthService::new(store, &app.settings.auth)
-        .await
-        .expect("service")
+    std::sync::Arc::new(
+        AuthService::new(store, &app.settings.auth)
+            .await
+            .expect("service"),
+    )
 }

@@ -120,17 +120,27 @@ async fn the_store_keeps_its_contract_through_a_whole_story(backend: Backend) {
         .expect("find bob")
         .expect("bob");
     assert!(!bob_now.is_active);
-    assert!(
+    let change = |user| authctl::store::PasswordChange {
+        user,
+        hash: "new-hash",
+        keep: None,
+        reason: "password changed",
+        now,
+    };
+    assert_eq!(
         store
-            .set_password_hash(alice.id, "new-hash", now)
+            .set_password_hash(&change(alice.id))
             .await
-            .expect("new hash")
+            .expect("new hash"),
+        Some(0),
+        "alice exists and has no session to revoke"
     );
-    assert!(
-        !store
-            .set_password_hash(missing, "new-hash", now)
+    assert_eq!(
+        store
+            .set_password_hash(&change(missing))
             .await
-            .expect("no user")
+            .expect("no user"),
+        None
     );
     let creds = store
         .find_credentials("alice")
