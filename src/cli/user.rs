@@ -158,7 +158,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                         match d.locked_until {
                             None => "not locked".into(),
                             Some(_) if d.permanently_locked => {
-                                "unlocked by an operator (locked for good)".into()
+                                "until an operator unlocks it (locked for good)".into()
                             }
                             Some(u) => u.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                         },
