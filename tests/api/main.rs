@@ -18,6 +18,7 @@ mod oauth2;
 mod prune;
 mod rate_limit;
 mod refresh;
+mod refusals;
 mod register;
 mod revoke;
 mod store_contract;
