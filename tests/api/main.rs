@@ -9,6 +9,7 @@ mod client_ip;
 mod cors;
 mod credentials;
 mod edge;
+mod forwarded;
 mod health;
 mod keys;
 mod me;
