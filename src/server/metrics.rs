@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
 use warp::Filter;
 
 use crate::config::{EdgeLimits, Settings};
@@ -27,8 +26,9 @@ use crate::store::Store;
 /// Open connections to the metrics listener at most; more wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// The metrics listener's bounds: the API's (`[server]`), with its own connection cap.
-pub(super) fn limits(edge: EdgeLimits) -> EdgeLimits {
+/// The metrics listener's bounds: the API's (`[server]`), with its own connection cap
+/// (never more than the API's own).
+fn limits(edge: EdgeLimits) -> EdgeLimits {
     EdgeLimits {
         max_connections: MAX_CONNECTIONS.min(edge.max_connections),
         ..edge
