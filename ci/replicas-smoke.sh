@@ -17,7 +17,8 @@
 #   4b. graceful drain: a shorter load (no logins) while `docker stop` (SIGTERM) stops
 #      another replica; again every GET must succeed and every token still works;
 #   5. a client cannot pick its own rate-limit key: logins with a fresh forged
-#      X-Forwarded-For each are still limited (429 within 3 replicas x the limit);
+#      X-Forwarded-For each are still limited (429 within 3 replicas x the limit); nor
+#      the metadata's URLs: a forged X-Forwarded-Host/-Proto does not reach a replica;
 #   6. down -v (always, also on failure or Ctrl-C).
 #
 # Throwaway env file (random database password; SECRET_KEY empty, so the replicas must
@@ -425,5 +426,16 @@ for n in $(seq 1 40); do
 done
 ((limited > 0)) || fail "40 logins with forged X-Forwarded-For were never limited: clients pick their own key"
 log "forged X-Forwarded-For: still limited (429 at attempt $limited)"
+
+# --- a forged X-Forwarded-Host / -Proto does not bend the RFC 8414 metadata -----------------
+# AUTHCTL_ISSUER is empty here, so the document's URLs come from the request: the
+# balancer drops the client's X-Forwarded-Host and -Proto and sets the scheme itself.
+code="$(curl_ -H "X-Forwarded-Host: evil.example" -H "X-Forwarded-Proto: https" \
+  "$BASE/.well-known/oauth-authorization-server")"
+[[ "$code" == 200 ]] || fail "metadata: HTTP $code $(cat "$WORK/body")"
+endpoint="$(json_field token_endpoint)"
+[[ "$endpoint" == "$BASE/api/v1/auth/token" ]] ||
+  fail "metadata names $endpoint: a client's X-Forwarded-Host/-Proto went through the balancer"
+log "forged X-Forwarded-Host/-Proto: metadata still names $endpoint"
 
 log "summary: 3 replicas behind HAProxy; tokens from each replica accepted by all; SIGKILL and SIGTERM under load failed no GET; project $COMPOSE_PROJECT_NAME"

@@ -16,11 +16,11 @@
 //! - Values that live elsewhere (database pool occupancy, log lines dropped by the
 //!   non-blocking writer) are read at scrape time from sources plugged in with
 //!   [`Metrics::set_pool_source`] and [`Metrics::set_log_drop_source`].
-//! - [`serve_metrics`] answers `GET /metrics` in the Prometheus text format 0.0.4
-//!   (see [`CONTENT_TYPE`] for why that one) and 404 to anything else.
+//! - [`exposition`] answers `GET /metrics` in the Prometheus text format 0.0.4
+//!   (see [`CONTENT_TYPE`] for why that one) and 404 to anything else; `server`
+//!   serves it on its own listener through the API's edge (`http::listener`).
 
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -35,7 +35,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::net::TcpListener;
 use warp::Filter;
 use warp::http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
 use warp::http::{Method, StatusCode};
@@ -470,22 +469,18 @@ fn status_only(status: StatusCode) -> Response {
     resp
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves; every other
-/// request is a 404. Run it on its own listener (`metrics.bind`), never the API's.
-pub async fn serve_metrics(
-    listener: TcpListener,
+/// What the metrics listener (`metrics.bind`) answers: `GET /metrics` with the
+/// exposition, 404 to anything else. Served through the API's edge (`server`), so it
+/// has the same timeouts and drains within the same shutdown deadline; never on the
+/// API's own port.
+pub fn exposition(
     metrics: Metrics,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     let exposition = warp::path!("metrics")
         .and(warp::get())
         .map(move || scrape(&metrics));
     let anything_else = warp::any().map(|| status_only(StatusCode::NOT_FOUND));
-    warp::serve(exposition.or(anything_else).unify())
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    exposition.or(anything_else).unify()
 }
 
 #[cfg(test)]

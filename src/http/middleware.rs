@@ -1,7 +1,7 @@
 //! What wraps every response, whatever the route: CORS for the configured origins,
 //! the security headers, `Cache-Control: no-store` under `/api/v1/auth`, the request
-//! id, and the request's one log line (with the cause of a 5xx, see [`ServerFault`])
-//! together with its metrics (SPEC §11), so a request is observed exactly once, where
+//! id, and the request's one log line (with the cause of a 5xx, see [`ServerFault`],
+//! or why a token was refused, see [`RefusalReason`]) together with its metrics (SPEC §11), so a request is observed exactly once, where
 //! it is logged.
 
 use std::convert::Infallible;
@@ -16,7 +16,7 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::problem::ServerFault;
+use super::problem::{RefusalReason, ServerFault};
 use crate::config::CorsOrigins;
 use crate::metrics::{Metrics, Route};
 
@@ -150,10 +150,12 @@ fn finish(
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let fault = resp.extensions_mut().remove::<ServerFault>();
     let error = fault.as_ref().map(|f| f.0.as_str());
+    // Why a token was refused: the client's 401 does not say, its log line does.
+    let reason = resp.extensions_mut().remove::<RefusalReason>().map(|r| r.0);
     macro_rules! request_line {
         ($level:expr) => {
             tracing::event!(target: "authctl::http", $level, %method, path = path.as_str(),
-                status = status.as_u16(), latency_ms, request_id, error, "request")
+                status = status.as_u16(), latency_ms, request_id, error, reason, "request")
         };
     }
     match status {
@@ -248,5 +250,46 @@ mod tests {
         assert_eq!(line["request_id"], "req-42");
         assert_eq!(line["status"], 500);
         assert_eq!(line["error"], "internal error: disk on fire");
+    }
+
+    #[tokio::test]
+    async fn why_a_token_was_refused_is_logged_on_the_request_line_not_sent() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let inner = warp::any().map(|| {
+            problem::from_error(&crate::Error::InvalidToken(
+                "refresh token reuse detected; session revoked",
+            ))
+        });
+        let resp = warp::test::request()
+            .path("/api/v1/auth/refresh")
+            .header("x-request-id", "req-43")
+            .reply(&observed(inner, None))
+            .await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            resp.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
+        let body = String::from_utf8_lossy(resp.body()).into_owned();
+        assert!(body.contains(problem::REFUSED_TOKEN_DETAIL), "{body}");
+        assert!(!body.contains("reuse"), "{body}");
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(logs.trim()).expect(&logs);
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["request_id"], "req-43");
+        assert_eq!(line["status"], 401);
+        assert_eq!(
+            line["reason"],
+            "refresh token reuse detected; session revoked"
+        );
     }
 }

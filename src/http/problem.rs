@@ -160,6 +160,16 @@ pub fn with_oauth_error(resp: Response, code: Option<OAuthError>) -> Response {
 #[derive(Debug, Clone)]
 pub struct ServerFault(pub String);
 
+/// Why a presented token was refused (reuse detected, session revoked, user disabled,
+/// key retired, …): logged on the request's own log line as `reason`, never sent to the
+/// client, whose 401 says only [`REFUSED_TOKEN_DETAIL`] (SPEC §4, ASVS 16.5.1).
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalReason(pub &'static str);
+
+/// The one detail of every refused token's 401, whatever the reason: telling a client
+/// why would tell a thief which of its tokens still work, or that it was noticed.
+pub const REFUSED_TOKEN_DETAIL: &str = "The token is invalid or expired.";
+
 /// Attaches the cause of a 5xx to its response, for the request's log line.
 pub fn with_fault(mut resp: Response, cause: String) -> Response {
     resp.extensions_mut().insert(ServerFault(cause));
@@ -191,15 +201,21 @@ pub fn from_error(err: &Error) -> Response {
             format!("database unavailable: {cause}"),
         ),
         Error::InvalidCredentials => problem(status, "Incorrect username or password.", None),
+        Error::InvalidToken(reason) => {
+            let mut resp = problem(status, REFUSED_TOKEN_DETAIL, None);
+            resp.extensions_mut().insert(RefusalReason(reason));
+            resp
+        }
         other => problem(status, &capitalize(&other.to_string()), None),
     };
     let headers = resp.headers_mut();
     match err {
-        Error::InvalidToken(reason) => {
-            let value = format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"");
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(WWW_AUTHENTICATE, v);
-            }
+        Error::InvalidToken(_) => {
+            // No `error_description`: the reason is the log line's, not the client's.
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         Error::MissingToken | Error::InvalidCredentials => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::net::TcpListener;
+
 use super::*;
 
 /// The value of the sample written exactly as `series` (name and labels).
@@ -407,9 +409,14 @@ async fn the_metrics_listener_serves_the_exposition_and_nothing_else() {
     let addr = listener.local_addr().expect("local address");
     let metrics = Metrics::new();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_metrics(listener, metrics.clone(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(crate::http::listener::serve(
+        listener,
+        exposition(metrics.clone()),
+        crate::config::EdgeLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     metrics.login(LoginResult::Locked);
     metrics.observe_request(

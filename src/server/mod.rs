@@ -1,8 +1,8 @@
 //! `serve`: bind first (so probes can answer), then start up in the background —
 //! connect, migrate, load the key — and only then open the API. Shutdown on a signal
 //! drains in-flight requests and closes the pool. [`housekeeping`] runs beside it. With
-//! `metrics.bind`, a second
-//! listener serves `/metrics` (`metrics.rs`) over the same lifetime.
+//! `metrics.bind`, a second listener serves `/metrics` (`metrics.rs`) over the same
+//! lifetime, through the same edge and within the same shutdown deadline.
 
 mod metrics;
 
@@ -20,6 +20,9 @@ use crate::service::AuthService;
 use crate::store::{self, Store};
 
 pub mod housekeeping;
+
+/// Open connections to the metrics listener at most (`metrics.bind`, SPEC §11).
+pub use metrics::MAX_CONNECTIONS as METRICS_MAX_CONNECTIONS;
 
 /// How long startup keeps retrying a database that does not answer.
 pub const STARTUP_DB_PATIENCE: Duration = Duration::from_secs(60);
@@ -85,6 +88,7 @@ pub async fn spawn(settings: Settings, options: ServeOptions) -> Result<Running>
             bound,
             m.clone(),
             store.clone(),
+            settings.edge,
             stopped(stop_rx.clone()),
         )),
         _ => None,

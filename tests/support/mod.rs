@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod pg;
+pub mod served;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -7,7 +7,10 @@
 //! from the request: `Host` over plain HTTP (the server speaks no TLS), or
 //! `X-Forwarded-Proto` / `X-Forwarded-Host` when the peer is a trusted proxy
 //! (`rate_limit.trusted_proxies`) — from anyone else those headers would let a client
-//! choose the URLs the document names.
+//! choose the URLs the document names. Of those, only the right-most value counts
+//! (every header line in order, as if comma-joined, as for `X-Forwarded-For` in
+//! `client_ip`): a proxy appends what it saw, so the values before it are whatever the
+//! client sent.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -18,7 +21,7 @@ use utoipa::ToSchema;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::http::header::{CACHE_CONTROL, HeaderValue, VARY};
+use warp::http::header::{CACHE_CONTROL, HOST, HeaderMap, HeaderValue, VARY};
 use warp::http::uri::Authority;
 use warp::reply::Response;
 
@@ -74,7 +77,8 @@ impl AuthorizationServerMetadata {
     }
 }
 
-/// What the request says about where it was sent.
+/// What the request says about where it was sent. The forwarded values are the
+/// right-most ones ([`rightmost`]); whether they count is [`base_url`]'s to decide.
 struct Requested {
     peer: Option<SocketAddr>,
     host: Option<String>,
@@ -82,21 +86,36 @@ struct Requested {
     forwarded_host: Option<String>,
 }
 
+impl Requested {
+    fn new(peer: Option<SocketAddr>, headers: &HeaderMap) -> Self {
+        Requested {
+            peer,
+            host: headers
+                .get(HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            forwarded_proto: rightmost(headers, "x-forwarded-proto"),
+            forwarded_host: rightmost(headers, "x-forwarded-host"),
+        }
+    }
+}
+
+/// The right-most value of header `name`, every line of it counting in order as if
+/// comma-joined: the value the nearest proxy set. An empty or non-ASCII last value is
+/// no value — never one further left, which a client may have chosen.
+fn rightmost(headers: &HeaderMap, name: &str) -> Option<String> {
+    let last = headers.get_all(name).iter().next_back()?;
+    let value = last.to_str().ok()?.rsplit(',').next()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
 pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     let state = state.clone();
     warp::path!(".well-known" / "oauth-authorization-server")
         .and(get(listener::remote()
-            .and(warp::header::optional::<String>("host"))
-            .and(warp::header::optional::<String>("x-forwarded-proto"))
-            .and(warp::header::optional::<String>("x-forwarded-host"))
-            .map(move |peer, host, forwarded_proto, forwarded_host| {
-                let requested = Requested {
-                    peer,
-                    host,
-                    forwarded_proto,
-                    forwarded_host,
-                };
-                metadata(&state.site, &requested)
+            .and(warp::header::headers_cloned())
+            .map(move |peer, headers: HeaderMap| {
+                metadata(&state.site, &Requested::new(peer, &headers))
             })))
         .boxed()
 }
@@ -111,16 +130,10 @@ fn base_url(site: &Site, req: &Requested) -> Result<(String, bool), Error> {
     let trusted = req
         .peer
         .is_some_and(|p| site.trusted_proxies.iter().any(|net| net.contains(&p.ip())));
-    // A proxy may list several values (one per hop): the first is the client's.
-    let first = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-    };
     let (scheme, host) = if trusted {
         (
-            first(&req.forwarded_proto).unwrap_or_else(|| "http".into()),
-            first(&req.forwarded_host).or_else(|| req.host.clone()),
+            req.forwarded_proto.clone().unwrap_or_else(|| "http".into()),
+            req.forwarded_host.clone().or_else(|| req.host.clone()),
         )
     } else {
         ("http".into(), req.host.clone())
@@ -150,7 +163,7 @@ fn base_url(site: &Site, req: &Requested) -> Result<(String, bool), Error> {
     description = "Where the token, revocation and JWKS endpoints are and what they \
         support. URLs are built from `auth.issuer` when it is an `http(s)://` URL, else \
         from the request's `Host` (or, from a trusted proxy, `X-Forwarded-Proto` and \
-        `X-Forwarded-Host`).",
+        `X-Forwarded-Host`, their right-most value: the one the nearest proxy set).",
     responses(
         (status = 200, description = "The metadata document.", body = AuthorizationServerMetadata,
             headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
@@ -223,7 +236,7 @@ mod tests {
             "10.1.2.3:5000",
             Some("backend:8000"),
             Some("https"),
-            Some("auth.example.com, inner"),
+            Some("auth.example.com"),
         );
         assert_eq!(
             base_url(&s, &via_proxy).unwrap().0,
@@ -236,6 +249,50 @@ mod tests {
             Some("evil.example"),
         );
         assert_eq!(base_url(&s, &direct).unwrap().0, "http://localhost:8000");
+    }
+
+    #[test]
+    fn the_rightmost_value_over_every_line_is_the_one_that_counts() {
+        let headers = |lines: &[&str]| {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append("x-forwarded-host", HeaderValue::from_str(line).unwrap());
+            }
+            h
+        };
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&["auth.example.com"], Some("auth.example.com")),
+            // The client's own value first, the proxy's appended.
+            (
+                &["evil.example, auth.example.com"],
+                Some("auth.example.com"),
+            ),
+            (
+                &["evil.example", "auth.example.com"],
+                Some("auth.example.com"),
+            ),
+            (
+                &["evil.example", "a.example, auth.example.com "],
+                Some("auth.example.com"),
+            ),
+            // An empty last value is none: never the one before it.
+            (&["evil.example,"], None),
+            (&["evil.example", ""], None),
+        ];
+        for (lines, expected) in cases {
+            assert_eq!(
+                rightmost(&headers(lines), "x-forwarded-host").as_deref(),
+                *expected,
+                "{lines:?}"
+            );
+        }
+        let mut h = headers(&["evil.example"]);
+        h.append(
+            "x-forwarded-host",
+            HeaderValue::from_bytes(b"caf\xc3\xa9.example").unwrap(),
+        );
+        assert_eq!(rightmost(&h, "x-forwarded-host"), None, "non-ASCII");
     }
 
     #[test]

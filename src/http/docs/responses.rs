@@ -21,26 +21,28 @@ pub struct BadRequest(pub Problem<'static>);
 pub struct BadCredentials(pub Problem<'static>);
 
 /// No valid Bearer access token: missing, malformed, expired, its session revoked, or
-/// its user disabled or deleted.
+/// its user disabled or deleted. A refused token gets one answer whatever the reason
+/// (detail "The token is invalid or expired."); the reason is logged, never sent.
 #[derive(ToResponse)]
 #[response(
     content_type = "application/problem+json",
     headers((
         "WWW-Authenticate" = String,
-        description = "`Bearer` when no token was sent; `Bearer error=\"invalid_token\", \
-                       error_description=\"…\"` when the token was refused (RFC 6750)."
+        description = "`Bearer` when no token was sent; `Bearer error=\"invalid_token\"` \
+                       when the token was refused (RFC 6750)."
     ))
 )]
 pub struct Unauthorized(pub Problem<'static>);
 
 /// The refresh token is unknown, expired, revoked or already rotated (reusing a rotated
-/// token revokes its whole session).
+/// token revokes its whole session). One answer whatever the reason (detail "The
+/// token is invalid or expired."); the reason is logged, never sent.
 #[derive(ToResponse)]
 #[response(
     content_type = "application/problem+json",
     headers((
         "WWW-Authenticate" = String,
-        description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"
+        description = "`Bearer error=\"invalid_token\"`"
     ))
 )]
 pub struct InvalidRefreshToken(pub Problem<'static>);

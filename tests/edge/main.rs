@@ -1,15 +1,20 @@
 //! The connection edge (SPEC §8 "Hardening"), driven the way an attacker would: raw
 //! TCP sockets that stall, idle, speak HTTP/2 or give up mid-login, against a server
 //! in this process (with short bounds) or the real binary (for signals and stderr).
+//! The metrics listener's share of the same edge is in `metrics.rs`.
 
+#[path = "../support/mod.rs"]
 mod support;
 
+mod metrics;
+
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use authctl::http::listener::EdgeLimits;
 use authctl::server::{self, Running, ServeOptions};
+use support::served::Served;
 use support::{Backend, TestDb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -474,97 +479,6 @@ async fn a_disconnecting_login_flood_never_runs_more_hashes_than_cores(backend: 
 }
 
 // ---- the real binary: signals and a stalled stderr --------------------------------
-
-/// `authctl serve` on a free port, stderr as given.
-struct Served {
-    child: Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    /// On a fresh SQLite database.
-    fn start(stderr: Stdio) -> Served {
-        Self::start_with(stderr, &[])
-    }
-
-    /// On a fresh SQLite database, with more settings in the environment.
-    fn start_with(stderr: Stdio, env: &[(&str, &str)]) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("a.db").display());
-        Self::start_in(dir, &url, "4", stderr, env)
-    }
-
-    /// On `url`, hashing at `bcrypt_cost`.
-    fn start_on(url: &str, bcrypt_cost: &str, stderr: Stdio) -> Served {
-        Self::start_in(tempfile::tempdir().unwrap(), url, bcrypt_cost, stderr, &[])
-    }
-
-    fn start_in(
-        dir: tempfile::TempDir,
-        url: &str,
-        bcrypt_cost: &str,
-        stderr: Stdio,
-        env: &[(&str, &str)],
-    ) -> Served {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(support::authctl_bin())
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", url)
-            .env("SECRET_KEY", "test-key-0123456789abcdefghijklmnopqrstuv")
-            .env("AUTHCTL_BCRYPT_COST", bcrypt_cost)
-            .envs(env.iter().copied())
-            .args(["serve", "--bind", &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        Served {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        wait_ready(&format!("http://{}", self.addr)).await;
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits at most `within` for the process to exit.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stalled_client_exits_0_within_the_shutdown_timeout() {
