@@ -202,7 +202,8 @@ pub trait Store:
     ) -> Result<bool>;
     async fn find_refresh(&self, digest: &TokenDigest) -> Result<Option<RefreshRecord>>;
     async fn find_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>>;
-    /// The user and session of an access token; `kid` is the token's signing key.
+    /// The user and session of an access token; `kid` is the stored key that verified
+    /// it (the legacy key's kid for its kid-less tokens), checked for retirement.
     async fn session_user(
         &self,
         user: UserId,
