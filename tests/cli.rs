@@ -148,6 +148,18 @@ async fn user_add_refuses_bad_input_and_duplicates_with_documented_codes(backend
     add("not-an-email", "fine", PASSWORD)
         .code(2)
         .stderr(predicate::str::contains("--email"));
+    // Look-alikes (SPEC §4): a format character is refused; the decomposed form of a
+    // taken address is that address.
+    add("dup\u{200b}@example.com", "fine", PASSWORD)
+        .code(2)
+        .stderr(predicate::str::contains("--email"));
+    add("bidi\u{202e}@example.com", "fine", PASSWORD)
+        .code(2)
+        .stderr(predicate::str::contains("--email"));
+    add_user(&db.url, "r\u{e9}sum\u{e9}@example.com", "resume");
+    add("re\u{301}sume\u{301}@example.com", "other", PASSWORD)
+        .code(4)
+        .stderr(predicate::str::contains("email"));
     add("ok@example.com", "x", PASSWORD)
         .code(2)
         .stderr(predicate::str::contains("--username"));

@@ -57,14 +57,29 @@ pub async fn migrate(settings: &Settings, args: &MigrateArgs) -> Result<()> {
             }
         }
     } else {
-        let applied = store.migrate().await?;
+        let report = store.migrate().await?;
         // The first signing key and the grace secret, so that tokens can be signed by
         // servers started with --no-migrate and verified by the CLI.
         crate::service::keys::provision(store.as_ref(), &settings.auth).await?;
+        let applied = &report.applied;
         match args.output {
-            OutputFormat::Json => output::print_json(&serde_json::json!({ "applied": applied })),
-            OutputFormat::Table if applied.is_empty() => outln!("database is up to date"),
-            OutputFormat::Table => outln!("applied {} migration(s): {applied:?}", applied.len()),
+            OutputFormat::Json => output::print_json(&report),
+            OutputFormat::Table => {
+                if applied.is_empty() {
+                    outln!("database is up to date");
+                } else {
+                    outln!("applied {} migration(s): {applied:?}", applied.len());
+                }
+                // Reported on every run until an operator resolves them.
+                for c in &report.email_collisions {
+                    outln!(
+                        "warning: user {} keeps its email un-normalized: in NFC it is the \
+                         address of user {}",
+                        c.user_id,
+                        c.conflicts_with
+                    );
+                }
+            }
         }
     }
     store.close().await;

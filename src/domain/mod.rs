@@ -2,7 +2,7 @@
 //! a [`Username`] or a [`Password`], it is valid. Ids are typed ([`UserId`],
 //! [`FamilyId`]) from the database row to the JSON output.
 
-mod email;
+pub mod email;
 mod ids;
 mod password;
 mod user;

@@ -43,7 +43,7 @@ impl FromStr for UserRef {
                 .map_err(|_| format!("'{s}' is not a user id (too large)"));
         }
         if s.contains('@') {
-            return Ok(UserRef::Email(s.to_lowercase()));
+            return Ok(UserRef::Email(super::email::login_key(s)));
         }
         Ok(UserRef::Username(s.to_ascii_lowercase()))
     }

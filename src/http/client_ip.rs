@@ -1,8 +1,10 @@
-//! The rate-limit key of a request (SPEC §6, "Client IP, precisely"): which client a
-//! request counts against, from the socket peer and the `X-Forwarded-For` lines that
-//! trusted proxies added.
+//! Who a request came from (SPEC §6, "Client IP, precisely"), from the socket peer
+//! and the `X-Forwarded-For` lines that trusted proxies added: the client's full
+//! address ([`client_addr`]), which the audit log and the sessions list record (SPEC
+//! §10), and the rate-limit key derived from it ([`client_key`]), which counts every
+//! address of an IPv6 network as one client.
 //!
-//! A pure function, so that every rule is tested with a table and with arbitrary
+//! Pure functions, so that every rule is tested with a table and with arbitrary
 //! input: the lines count in order as if comma-joined; an entry may carry a port
 //! (`203.0.113.7:5678`, `[2001:db8::1]:443`); IPv4-mapped IPv6 addresses are IPv4
 //! addresses; the walk goes from the right and stops at the first hop that is not a
@@ -14,14 +16,25 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
 
-/// The key `peer`'s request is limited under. `forwarded_for` holds every
-/// `X-Forwarded-For` header line in the order received; it is read only when the peer
-/// is in `trusted`.
+/// The key `peer`'s request is limited under: [`client_addr`], an IPv6 address cut
+/// to its `/ipv6_prefix` network.
 pub fn client_key<'a>(
     peer: IpAddr,
     forwarded_for: impl IntoIterator<Item = &'a str, IntoIter: DoubleEndedIterator>,
     trusted: &[IpNet],
     ipv6_prefix: u8,
+) -> IpAddr {
+    key_of(client_addr(peer, forwarded_for, trusted), ipv6_prefix)
+}
+
+/// The client's full address: the peer, or the nearest hop of `X-Forwarded-For` that
+/// is not a trusted proxy. `forwarded_for` holds every `X-Forwarded-For` header line
+/// in the order received; it is read only when the peer is in `trusted`. An
+/// IPv4-mapped address comes back as the IPv4 address.
+pub fn client_addr<'a>(
+    peer: IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a str, IntoIter: DoubleEndedIterator>,
+    trusted: &[IpNet],
 ) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
     let mut client = canonical(peer);
@@ -43,7 +56,7 @@ pub fn client_key<'a>(
             }
         }
     }
-    key_of(client, ipv6_prefix)
+    client
 }
 
 /// An `X-Forwarded-For` entry as an address: bare (`203.0.113.7`, `2001:db8::1`),
@@ -73,7 +86,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// IPv4 addresses are their own key; IPv6 ones are keyed by their network.
-fn key_of(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+pub fn key_of(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -147,6 +160,27 @@ mod tests {
         for (peer, lines, want) in cases {
             let got = client_key(ip(peer), lines.iter().copied(), &proxies, 64);
             assert_eq!(got, ip(want), "peer {peer}, lines {lines:?}");
+        }
+    }
+
+    #[test]
+    fn the_full_address_is_the_key_before_the_ipv6_network_cut() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("10.0.0.1", &["2001:db8::1234"], "2001:db8::1234"),
+            ("10.0.0.1", &["[2001:db8:7:8::9]:443"], "2001:db8:7:8::9"),
+            ("2001:db8:1:2:3:4:5:6", &[], "2001:db8:1:2:3:4:5:6"),
+            ("10.0.0.1", &["203.0.113.7:5678"], "203.0.113.7"),
+            ("::ffff:198.51.100.9", &[], "198.51.100.9"),
+            ("198.51.100.9", &["2001:db8::1"], "198.51.100.9"),
+        ];
+        for (peer, lines, want) in cases {
+            let full = client_addr(ip(peer), lines.iter().copied(), &proxies);
+            assert_eq!(full, ip(want), "peer {peer}, lines {lines:?}");
+            assert_eq!(
+                key_of(full, 64),
+                client_key(ip(peer), lines.iter().copied(), &proxies, 64)
+            );
         }
     }
 

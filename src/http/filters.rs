@@ -78,9 +78,16 @@ pub fn limited(
         .untuple_one()
 }
 
-/// The client's rate-limit key (the peer, or `X-Forwarded-For` from a trusted proxy),
-/// for an endpoint that learns from its body which quota a request takes ([`take`]).
+/// The client's rate-limit key (its address, an IPv6 one cut to its network), for an
+/// endpoint that learns from its body which quota a request takes ([`take`]).
 pub fn client(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
+    client_addr(state.clone()).map(move |addr: IpAddr| state.limits.key_of(addr))
+}
+
+/// The client's full address: the peer, or `X-Forwarded-For` from a trusted proxy.
+pub fn client_addr(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
     // Every X-Forwarded-For line counts (SPEC §6); a line that is not UTF-8 is garbage.
@@ -94,7 +101,7 @@ pub fn client(
                 .collect();
             state
                 .limits
-                .client_ip(peer.map(|p| p.ip()), lines.iter().map(AsRef::as_ref))
+                .client_addr(peer.map(|p| p.ip()), lines.iter().map(AsRef::as_ref))
         })
 }
 
@@ -107,12 +114,13 @@ pub async fn take(state: &AppState, endpoint: Endpoint, client: IpAddr) -> Resul
 const MAX_USER_AGENT_CHARS: usize = 256;
 
 /// Where the request came from, for the audit log and the sessions list: the client's
-/// IP as the rate limiter resolves it, the request id the response will carry, and the
-/// user agent.
+/// full address (trusted proxies resolved, SPEC §10: not the rate-limit key, which is
+/// an IPv6 client's whole /64), the request id the response will carry, and the user
+/// agent.
 pub fn context(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (RequestContext,), Error = Rejection> + Clone {
-    client(state)
+    client_addr(state)
         .and(warp::ext::optional::<RequestId>())
         .and(warp::header::optional::<String>("user-agent"))
         .map(

@@ -14,7 +14,7 @@
 //! - [`rate_limit`]: per-IP limits, the [`Limiter`](rate_limit::Limiter) trait and its
 //!   governor implementation; `rate_limit/database.rs`: the shared one, in the database;
 //! - [`problem`]: errors as `application/problem+json`;
-//! - [`client_ip`]: the rate-limit key from the peer and `X-Forwarded-For`;
+//! - [`client_ip`]: the client's address and rate-limit key from the peer and `X-Forwarded-For`;
 //! - [`listener`]: the connection edge (HTTP/1.1 only, timeouts, bounds, drain), and
 //!   the 408 for a body that did not arrive in time;
 //! - [`state`]: [`AppState`], what every request shares (its own file, so that no

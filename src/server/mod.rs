@@ -194,7 +194,7 @@ async fn start_up(
     loop {
         let attempt = async {
             if options.migrate {
-                let applied = store.migrate().await?;
+                let applied = store.migrate().await?.applied;
                 if !applied.is_empty() {
                     tracing::info!(?applied, "migrations applied");
                 }

@@ -63,9 +63,10 @@ impl AuditKind {
     }
 }
 
-/// Where a request came from, for the audit log: the client's IP (as the rate limiter
-/// sees it, trusted proxies resolved), the request id its response carries, and its
-/// user agent (for the sessions list). The CLI passes [`RequestContext::none`].
+/// Where a request came from, for the audit log: the client's full address (trusted
+/// proxies resolved; not the rate limiter's key, SPEC §10), the request id its
+/// response carries, and its user agent (for the sessions list). The CLI passes
+/// [`RequestContext::none`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {
     pub ip: Option<IpAddr>,

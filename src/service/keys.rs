@@ -14,7 +14,8 @@
 //! - **Propagation.** Each server reloads the live keys every [`KEY_POLL_EVERY`]
 //!   (a query of a handful of rows), and at once — at most once a second — when a
 //!   token names a `kid` it has not loaded. A retired key is refused at once
-//!   everywhere because `/me`'s one session query also checks the key's state.
+//!   everywhere because `/me`'s one session query also checks the key's state; a
+//!   kid-less token verified by the legacy key is checked as [`LEGACY_HMAC_KID`]'s.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;

@@ -316,7 +316,7 @@ impl AuthService {
             && !password.contains('\0');
         let found = if plausible {
             self.store
-                .find_credentials(&login.trim().to_lowercase())
+                .find_credentials(&crate::domain::email::login_key(login))
                 .await?
         } else {
             None

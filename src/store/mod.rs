@@ -20,6 +20,8 @@ pub mod lockout;
 #[macro_use]
 pub mod sessions;
 mod batch;
+#[macro_use]
+pub mod email_nfc;
 mod lane;
 #[macro_use]
 pub mod pool_stats;
@@ -119,6 +121,16 @@ pub struct SessionUser {
     pub key_retired: bool,
 }
 
+/// What [`Store::migrate`] did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The versions this call applied.
+    pub applied: Vec<i64>,
+    /// Stored addresses left un-normalized because their NFC form is another
+    /// account's (see [`email_nfc`]).
+    pub email_collisions: Vec<email_nfc::EmailCollision>,
+}
+
 /// A migration embedded in the binary and whether it is applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationState {
@@ -157,9 +169,11 @@ pub trait Store:
     fn backend(&self) -> &'static str;
     /// One round trip to the database.
     async fn ping(&self) -> Result<()>;
-    /// Applies pending migrations; returns the versions applied now (by this call:
-    /// processes migrating together take turns, so only one of them sees a version).
-    async fn migrate(&self) -> Result<Vec<i64>>;
+    /// Applies pending migrations, then the data steps SQL cannot do (stored emails
+    /// to NFC, [`email_nfc`]); returns the versions applied now (by this call:
+    /// processes migrating together take turns, so only one of them sees a version)
+    /// and what the data steps left for an operator.
+    async fn migrate(&self) -> Result<MigrateReport>;
     async fn migration_status(&self) -> Result<Vec<MigrationState>>;
     /// Whether every embedded migration is applied.
     async fn schema_is_current(&self) -> Result<bool>;
@@ -202,7 +216,8 @@ pub trait Store:
     ) -> Result<bool>;
     async fn find_refresh(&self, digest: &TokenDigest) -> Result<Option<RefreshRecord>>;
     async fn find_family(&self, family: FamilyId) -> Result<Option<FamilyRecord>>;
-    /// The user and session of an access token; `kid` is the token's signing key.
+    /// The user and session of an access token; `kid` is the stored key that verified
+    /// it (the legacy key's kid for its kid-less tokens), checked for retirement.
     async fn session_user(
         &self,
         user: UserId,

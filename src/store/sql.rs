@@ -61,7 +61,7 @@ macro_rules! sql_store {
                 ),
                 UserRef::Email(e) => (
                     "SELECT id, email, username, is_active, created_at FROM users WHERE email_norm = $1",
-                    UserKey::Text(e.to_lowercase()),
+                    UserKey::Text($crate::domain::email::login_key(e)),
                 ),
                 UserRef::Username(u) => (
                     "SELECT id, email, username, is_active, created_at FROM users WHERE username_norm = $1",
@@ -86,7 +86,7 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn migrate(&self) -> $crate::error::Result<Vec<i64>> {
+            async fn migrate(&self) -> $crate::error::Result<$crate::store::MigrateReport> {
                 // Before, run and after under one lock: replicas started together
                 // take turns, and only the one that applied a version reports it.
                 let lock = $crate::store::locks::Locks::migration_lock(self).await?;
@@ -94,7 +94,11 @@ macro_rules! sql_store {
                     let before = self.applied_versions().await?;
                     Self::MIGRATOR.run(&self.pool).await?;
                     let after = self.applied_versions().await?;
-                    Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+                    let email_collisions = self.normalize_stored_emails().await?;
+                    Ok($crate::store::MigrateReport {
+                        applied: after.into_iter().filter(|v| !before.contains(v)).collect(),
+                        email_collisions,
+                    })
                 }
                 .await;
                 lock.release().await;

@@ -118,6 +118,10 @@ keys_store!(SqliteStore, begin_immediate);
 audit_store!(SqliteStore);
 lockout_store!(SqliteStore);
 session_store!(SqliteStore);
+email_nfc_store!(
+    SqliteStore,
+    "(email GLOB '*[^ -~]*' OR email_norm GLOB '*[^ -~]*')"
+);
 
 #[cfg(test)]
 mod tests {

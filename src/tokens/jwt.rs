@@ -84,6 +84,9 @@ enum Signer {
 }
 
 struct Verifier {
+    /// The stored key's `kid` (`None` only for a `SECRET_KEY` key): what the token's
+    /// key is checked by in `/me`'s query, also for a kid-less token of the legacy key.
+    kid: Option<String>,
     decoding: DecodingKey,
     validation: Validation,
 }
@@ -137,6 +140,7 @@ impl JwtKeys {
         verifiers.insert(
             None,
             Verifier {
+                kid: None,
                 decoding: DecodingKey::from_secret(key.expose()),
                 validation: validation(algorithm, issuer),
             },
@@ -179,6 +183,7 @@ impl JwtKeys {
                 verifiers.insert(
                     Some(pair.kid().to_owned()),
                     Verifier {
+                        kid: Some(pair.kid().to_owned()),
                         decoding,
                         validation: pinned,
                     },
@@ -189,9 +194,12 @@ impl JwtKeys {
             } else {
                 let kid = key.kid.to_owned();
                 if kid == LEGACY_HMAC_KID {
+                    // Kid-less tokens are this key's: they verify with it, and count
+                    // as its tokens (a retirement refuses them at once, SPEC §9).
                     verifiers.insert(
                         None,
                         Verifier {
+                            kid: Some(kid.clone()),
                             decoding: DecodingKey::from_secret(key.private_key),
                             validation: pinned.clone(),
                         },
@@ -200,6 +208,7 @@ impl JwtKeys {
                 verifiers.insert(
                     Some(kid.clone()),
                     Verifier {
+                        kid: Some(kid.clone()),
                         decoding: DecodingKey::from_secret(key.private_key),
                         validation: pinned,
                     },
@@ -283,7 +292,9 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm (the key's own), issuer and expiry. Returns the
-    /// claims and the token's `kid`.
+    /// claims and the `kid` of the stored key that verified it: the token's own `kid`,
+    /// or for a kid-less token [`LEGACY_HMAC_KID`] when the imported legacy key
+    /// verified it (`None` only for a `SECRET_KEY` key, which has no row to retire).
     pub fn verify(&self, token: &str) -> Result<(AccessClaims, Option<String>), JwtFailure> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
@@ -333,7 +344,7 @@ impl JwtKeys {
     fn verifier_for(&self, token: &str) -> Result<(&Verifier, Option<String>), JwtFailure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtFailure::Invalid)?;
         match self.verifiers.get(&header.kid) {
-            Some(v) => Ok((v, header.kid)),
+            Some(v) => Ok((v, v.kid.clone())),
             // Bounded, so a forged header cannot make every request reload the keys
             // with a different garbage kid beyond what the reload gate allows anyway.
             None => match header.kid {

@@ -2,7 +2,8 @@
 //! IP, precisely"): every `X-Forwarded-For` line in order, entries with ports, IPv6
 //! clients by their network, IPv4-mapped peers against IPv4 CIDRs. Each story logs in
 //! (wrongly) under a login limit of one a minute: a 401 is a fresh key, a 429 a key
-//! already spent.
+//! already spent. The audit log and the sessions list record the client's full
+//! address, not that key (SPEC §10).
 
 use authctl::config::Settings;
 
@@ -13,6 +14,7 @@ crate::on_both_backends!(
     entries_with_ports_are_keyed_by_their_address,
     ipv6_clients_in_one_prefix_share_a_limit,
     an_ipv4_mapped_peer_matches_an_ipv4_cidr,
+    sessions_and_the_audit_log_record_the_full_ipv6_address_not_the_key,
 );
 
 /// A server behind a proxy on 127.0.0.1 that allows one login a minute per client.
@@ -119,5 +121,54 @@ async fn an_ipv4_mapped_peer_matches_an_ipv4_cidr(backend: Backend) {
         "the mapped peer was not trusted: both clients got its key"
     );
     assert_eq!(login_through(&app, &["203.0.113.7"]).await, 429);
+    app.shutdown().await;
+}
+
+async fn sessions_and_the_audit_log_record_the_full_ipv6_address_not_the_key(backend: Backend) {
+    let app = behind_a_proxy(&backend, |_| {}).await;
+    assert_eq!(
+        app.register("six@example.com", "six", PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/token"))
+        .header("x-forwarded-for", "2001:db8::1234")
+        .form(&[("username", "six"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let access = json(r).await["access_token"].as_str().unwrap().to_owned();
+    // The limiter still keys the client by its /64: a neighbour shares its quota.
+    assert_eq!(login_through(&app, &["2001:db8::5678"]).await, 429);
+
+    let r = app
+        .client
+        .get(app.url("/api/v1/auth/sessions"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sessions = json(r).await;
+    assert_eq!(sessions[0]["ip"], "2001:db8::1234", "{sessions}");
+
+    let out = crate::cli_run(&app, &["audit", "list", "--output", "json"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let login = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "login_succeeded")
+        .unwrap_or_else(|| panic!("no login_succeeded event: {events}"));
+    assert_eq!(login["ip"], "2001:db8::1234", "{login}");
     app.shutdown().await;
 }

@@ -19,6 +19,7 @@ crate::on_both_backends!(
     retiring_a_key_refuses_its_tokens_at_once,
     two_servers_on_one_database_see_each_others_rotation_within_ten_seconds,
     a_key_generated_before_rotation_existed_keeps_its_tokens_valid,
+    retiring_the_legacy_key_refuses_kid_less_tokens_at_once_on_every_server,
 );
 
 /// What a resource server reads from a token.
@@ -276,9 +277,9 @@ async fn two_servers_on_one_database_see_each_others_rotation_within_ten_seconds
 }
 
 /// A database from before issue 13: a generated HMAC key in `settings.jwt_secret_key`
-/// and kid-less tokens signed with it.
-async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend: Backend) {
-    let db = crate::support::TestDb::new(&backend).await;
+/// and a kid-less token of user `oldtimer` signed with it.
+async fn legacy_database(backend: &Backend) -> (crate::support::TestDb, String) {
+    let db = crate::support::TestDb::new(backend).await;
     let legacy = authctl::config::SecretKey::generate();
     let mut old_settings = crate::support::test_settings(&db.url);
     old_settings.auth.secret_key = Some(legacy.clone());
@@ -308,7 +309,11 @@ async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend:
         .access_token;
     assert_eq!(jsonwebtoken::decode_header(&before).unwrap().kid, None);
     store.close().await;
+    (db, before)
+}
 
+async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend: Backend) {
+    let (db, before) = legacy_database(&backend).await;
     // The upgraded server has no SECRET_KEY: it imports the stored key.
     let app = spawn_app_on(db, |s| s.auth.secret_key = None).await;
     assert_eq!(app.me(&before).await.status(), 200);
@@ -316,5 +321,59 @@ async fn a_key_generated_before_rotation_existed_keeps_its_tokens_valid(backend:
     let after = login["access_token"].as_str().unwrap();
     assert_eq!(kid_of(after), authctl::tokens::jwt::LEGACY_HMAC_KID);
     assert_eq!(app.me(after).await.status(), 200);
+    app.shutdown().await;
+}
+
+/// SPEC §9: `keys retire` of the imported legacy key stops its kid-less tokens at once
+/// on every server, not at the next key poll (`/me`'s query checks the key by the kid
+/// of the key that verified the token).
+async fn retiring_the_legacy_key_refuses_kid_less_tokens_at_once_on_every_server(backend: Backend) {
+    let (db, kidless) = legacy_database(&backend).await;
+    let app = spawn_app_on(db, |s| s.auth.secret_key = None).await;
+    let second = server::spawn(app.settings.clone(), ServeOptions::default())
+        .await
+        .expect("second server starts");
+    let second_base = format!("http://{}", second.addr);
+    let me_at = |base: String| {
+        let client = app.client.clone();
+        let token = kidless.clone();
+        async move {
+            client
+                .get(format!("{base}/api/v1/auth/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut ready = false;
+    for _ in 0..300 {
+        if me_at(second_base.clone()).await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the second server never accepted the kid-less token");
+    assert_eq!(me_at(app.base.clone()).await.status(), 200);
+
+    // Retired through another process: neither server has reloaded when asked.
+    let cli = service_for(&app).await;
+    cli.retire_key(authctl::tokens::jwt::LEGACY_HMAC_KID)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_problem(me_at(second_base.clone()).await, 401).await;
+    assert_problem(me_at(app.base.clone()).await, 401).await;
+    assert!(
+        started.elapsed() < authctl::service::keys::KEY_POLL_EVERY,
+        "refused only after a key poll"
+    );
+    // And the servers still sign and accept fresh tokens (the retirement rotated).
+    let login = json(app.login("oldtimer", PASSWORD).await).await;
+    let fresh = login["access_token"].as_str().unwrap();
+    assert_ne!(kid_of(fresh), authctl::tokens::jwt::LEGACY_HMAC_KID);
+    assert_eq!(app.me(fresh).await.status(), 200);
+    second.shutdown().await.expect("clean shutdown");
     app.shutdown().await;
 }

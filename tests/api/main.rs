@@ -9,6 +9,7 @@ mod client_ip;
 mod cors;
 mod credentials;
 mod edge;
+mod email;
 mod forwarded;
 mod health;
 mod keys;

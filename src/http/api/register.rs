@@ -23,7 +23,8 @@ use crate::service::{AuthService, RequestContext};
 /// `POST /api/v1/auth/register`: the new user.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// A syntactically valid email address, at most 254 characters; unique,
+    /// A syntactically valid email address, at most 254 characters, without Unicode
+    /// format characters (zero-width, bidirectional controls); stored in NFC, unique,
     /// compared case-insensitively.
     #[serde(deserialize_with = "parsed")]
     #[schema(value_type = String, format = Email, max_length = 254, example = "alice@example.com")]

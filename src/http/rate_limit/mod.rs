@@ -18,7 +18,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::client_ip::client_key;
+use super::client_ip::{client_addr, key_of};
 use crate::config::{LimitStore, RateLimitSettings};
 use crate::error::Error;
 use crate::store::Store;
@@ -150,19 +150,24 @@ impl RateLimits {
         self.limiter.attach_store(store);
     }
 
-    /// The key `peer`'s request counts against (SPEC §6, see [`client_key`]):
-    /// `forwarded_for` holds every `X-Forwarded-For` line in the order received.
-    pub fn client_ip<'a>(
+    /// The client's full address (SPEC §6, see [`client_addr`]): `forwarded_for`
+    /// holds every `X-Forwarded-For` line in the order received.
+    pub fn client_addr<'a>(
         &self,
         peer: Option<IpAddr>,
         forwarded_for: impl IntoIterator<Item = &'a str, IntoIter: DoubleEndedIterator>,
     ) -> IpAddr {
-        client_key(
+        client_addr(
             peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             forwarded_for,
             &self.settings.trusted_proxies,
-            self.settings.ipv6_prefix,
         )
+    }
+
+    /// The key a client's requests count against: its address, or for IPv6 its
+    /// `rate_limit.ipv6_prefix` network.
+    pub fn key_of(&self, client: IpAddr) -> IpAddr {
+        key_of(client, self.settings.ipv6_prefix)
     }
 }
 
