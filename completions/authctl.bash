@@ -25,6 +25,9 @@ _authctl() {
             authctl,config)
                 cmd="authctl__subcmd__config"
                 ;;
+            authctl,email)
+                cmd="authctl__subcmd__email"
+                ;;
             authctl,generate-assets)
                 cmd="authctl__subcmd__generate__subcmd__assets"
                 ;;
@@ -76,6 +79,24 @@ _authctl() {
             authctl__subcmd__config__subcmd__help,help)
                 cmd="authctl__subcmd__config__subcmd__help__subcmd__help"
                 ;;
+            authctl__subcmd__email,help)
+                cmd="authctl__subcmd__email__subcmd__help"
+                ;;
+            authctl__subcmd__email,outbox)
+                cmd="authctl__subcmd__email__subcmd__outbox"
+                ;;
+            authctl__subcmd__email,test)
+                cmd="authctl__subcmd__email__subcmd__test"
+                ;;
+            authctl__subcmd__email__subcmd__help,help)
+                cmd="authctl__subcmd__email__subcmd__help__subcmd__help"
+                ;;
+            authctl__subcmd__email__subcmd__help,outbox)
+                cmd="authctl__subcmd__email__subcmd__help__subcmd__outbox"
+                ;;
+            authctl__subcmd__email__subcmd__help,test)
+                cmd="authctl__subcmd__email__subcmd__help__subcmd__test"
+                ;;
             authctl__subcmd__help,audit)
                 cmd="authctl__subcmd__help__subcmd__audit"
                 ;;
@@ -84,6 +105,9 @@ _authctl() {
                 ;;
             authctl__subcmd__help,config)
                 cmd="authctl__subcmd__help__subcmd__config"
+                ;;
+            authctl__subcmd__help,email)
+                cmd="authctl__subcmd__help__subcmd__email"
                 ;;
             authctl__subcmd__help,generate-assets)
                 cmd="authctl__subcmd__help__subcmd__generate__subcmd__assets"
@@ -118,6 +142,12 @@ _authctl() {
             authctl__subcmd__help__subcmd__config,check)
                 cmd="authctl__subcmd__help__subcmd__config__subcmd__check"
                 ;;
+            authctl__subcmd__help__subcmd__email,outbox)
+                cmd="authctl__subcmd__help__subcmd__email__subcmd__outbox"
+                ;;
+            authctl__subcmd__help__subcmd__email,test)
+                cmd="authctl__subcmd__help__subcmd__email__subcmd__test"
+                ;;
             authctl__subcmd__help__subcmd__keys,list)
                 cmd="authctl__subcmd__help__subcmd__keys__subcmd__list"
                 ;;
@@ -151,6 +181,9 @@ _authctl() {
             authctl__subcmd__help__subcmd__user,list)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__help__subcmd__user,reset-link)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__reset__subcmd__link"
+                ;;
             authctl__subcmd__help__subcmd__user,sessions)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__sessions"
                 ;;
@@ -162,6 +195,9 @@ _authctl() {
                 ;;
             authctl__subcmd__help__subcmd__user,unlock)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__unlock"
+                ;;
+            authctl__subcmd__help__subcmd__user,verify)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__verify"
                 ;;
             authctl__subcmd__keys,help)
                 cmd="authctl__subcmd__keys__subcmd__help"
@@ -229,6 +265,9 @@ _authctl() {
             authctl__subcmd__user,list)
                 cmd="authctl__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__user,reset-link)
+                cmd="authctl__subcmd__user__subcmd__reset__subcmd__link"
+                ;;
             authctl__subcmd__user,sessions)
                 cmd="authctl__subcmd__user__subcmd__sessions"
                 ;;
@@ -240,6 +279,9 @@ _authctl() {
                 ;;
             authctl__subcmd__user,unlock)
                 cmd="authctl__subcmd__user__subcmd__unlock"
+                ;;
+            authctl__subcmd__user,verify)
+                cmd="authctl__subcmd__user__subcmd__verify"
                 ;;
             authctl__subcmd__user__subcmd__help,add)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__add"
@@ -259,6 +301,9 @@ _authctl() {
             authctl__subcmd__user__subcmd__help,list)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__list"
                 ;;
+            authctl__subcmd__user__subcmd__help,reset-link)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__reset__subcmd__link"
+                ;;
             authctl__subcmd__user__subcmd__help,sessions)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__sessions"
                 ;;
@@ -271,6 +316,9 @@ _authctl() {
             authctl__subcmd__user__subcmd__help,unlock)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__unlock"
                 ;;
+            authctl__subcmd__user__subcmd__help,verify)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -278,7 +326,7 @@ _authctl() {
 
     case "${cmd}" in
         authctl)
-            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token audit health keys config completions openapi generate-assets help"
+            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token audit health keys config email completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +439,7 @@ _authctl() {
                     return 0
                     ;;
                 --kind)
-                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset" -- "${cur}"))
                     return 0
                     ;;
                 --since)
@@ -565,6 +613,160 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__email)
+            opts="-h --config --database-url --log-level --log-format --help test outbox help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__help)
+            opts="test outbox help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__help__subcmd__outbox)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__help__subcmd__test)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__outbox)
+            opts="-h --limit --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__email__subcmd__test)
+            opts="-h --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__generate__subcmd__assets)
             opts="-h --dir --config --database-url --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -642,7 +844,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help)
-            opts="serve migrate user token audit health keys config completions openapi generate-assets help"
+            opts="serve migrate user token audit health keys config email completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -712,6 +914,48 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__config__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__email)
+            opts="test outbox"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__email__subcmd__outbox)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__email__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -922,7 +1166,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user)
-            opts="add list disable enable delete set-password show unlock sessions"
+            opts="add list disable enable delete set-password show unlock sessions verify reset-link"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1005,6 +1249,20 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__help__subcmd__user__subcmd__reset__subcmd__link)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__help__subcmd__user__subcmd__sessions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1048,6 +1306,20 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user__subcmd__unlock)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__user__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1576,7 +1848,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user)
-            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock sessions help"
+            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock sessions verify reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1750,7 +2022,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user__subcmd__help)
-            opts="add list disable enable delete set-password show unlock sessions help"
+            opts="add list disable enable delete set-password show unlock sessions verify reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1847,6 +2119,20 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__user__subcmd__help__subcmd__reset__subcmd__link)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__user__subcmd__help__subcmd__sessions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -1903,6 +2189,20 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__user__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__user__subcmd__list)
             opts="-h --output --limit --config --database-url --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1916,6 +2216,40 @@ _authctl() {
                     ;;
                 --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__reset__subcmd__link)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -2040,6 +2374,40 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user__subcmd__unlock)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__verify)
             opts="-h --output --config --database-url --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -34,6 +34,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
+            cand email 'email'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -75,6 +76,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
             cand sessions 'List a user''s live sessions'
+            cand verify 'Mark a user''s email address verified'
+            cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
@@ -163,6 +166,24 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'authctl;user;verify'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;reset-link'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -173,6 +194,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
             cand sessions 'List a user''s live sessions'
+            cand verify 'Mark a user''s email address verified'
+            cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -192,6 +215,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;unlock'= {
         }
         &'authctl;user;help;sessions'= {
+        }
+        &'authctl;user;help;verify'= {
+        }
+        &'authctl;user;help;reset-link'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -373,6 +400,46 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;config;help;help'= {
         }
+        &'authctl;email'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand test 'Send one test message now, synchronously (exit 1 with the server''s reply)'
+            cand outbox 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;email;test'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;email;outbox'= {
+            cand --limit 'Show at most this many messages, newest first'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;email;help'= {
+            cand test 'Send one test message now, synchronously (exit 1 with the server''s reply)'
+            cand outbox 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;email;help;test'= {
+        }
+        &'authctl;email;help;outbox'= {
+        }
+        &'authctl;email;help;help'= {
+        }
         &'authctl;completions'= {
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -407,6 +474,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
+            cand email 'email'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -426,6 +494,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
             cand sessions 'List a user''s live sessions'
+            cand verify 'Mark a user''s email address verified'
+            cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
         }
         &'authctl;help;user;add'= {
         }
@@ -444,6 +514,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;user;unlock'= {
         }
         &'authctl;help;user;sessions'= {
+        }
+        &'authctl;help;user;verify'= {
+        }
+        &'authctl;help;user;reset-link'= {
         }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'
@@ -478,6 +552,14 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand check 'Validate the configuration and print the effective settings, secrets redacted'
         }
         &'authctl;help;config;check'= {
+        }
+        &'authctl;help;email'= {
+            cand test 'Send one test message now, synchronously (exit 1 with the server''s reply)'
+            cand outbox 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+        }
+        &'authctl;help;email;test'= {
+        }
+        &'authctl;help;email;outbox'= {
         }
         &'authctl;help;completions'= {
         }

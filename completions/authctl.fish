@@ -39,6 +39,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "audit" -d 'Read the
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "keys" -d 'List, rotate and retire the signing keys'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "email"
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -60,22 +61,24 @@ complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l log-format -
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l status -d 'List applied and pending migrations instead of applying them'
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "list" -d 'List users'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "enable" -d 'Enable a disabled user'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "show" -d 'Show a user with failed logins and any lock'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "sessions" -d 'List a user\'s live sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "show" -d 'Show a user with failed logins and any lock'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "sessions" -d 'List a user\'s live sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "verify" -d 'Mark a user\'s email address verified'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'Email address (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l username -d 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l output -r -f -a "table\t'Aligned table for people'
@@ -152,6 +155,22 @@ complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from reset-link" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
@@ -161,6 +180,8 @@ complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a user with failed logins and any lock'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "sessions" -d 'List a user\'s live sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Mark a user\'s email address verified'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand token; and not __fish_seen_subcommand_from inspect revoke-family prune help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
@@ -225,7 +246,11 @@ user_disabled\t''
 user_enabled\t''
 user_deleted\t''
 keys_rotated\t''
-key_retired\t''"
+key_retired\t''
+email_verification_sent\t'A verification message was queued in the outbox (SPEC §13)'
+email_verified\t''
+password_reset_requested\t'A reset message was queued, or an operator issued a reset link'
+password_reset\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l since -d 'Only events of the last DURATION (e.g. 15m, 24h, 7d)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many events' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
@@ -306,6 +331,33 @@ json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'
 complete -c authctl -n "__fish_authctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -f -a "test" -d 'Send one test message now, synchronously (exit 1 with the server\'s reply)'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -f -a "outbox" -d 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and not __fish_seen_subcommand_from test outbox help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from test" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from test" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from test" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from test" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from test" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l limit -d 'Show at most this many messages, newest first' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from outbox" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "test" -d 'Send one test message now, synchronously (exit 1 with the server\'s reply)'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "outbox" -d 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
@@ -325,18 +377,19 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "email"
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
@@ -346,6 +399,8 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "show" -d 'Show a user with failed logins and any lock'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "sessions" -d 'List a user\'s live sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "verify" -d 'Mark a user\'s email address verified'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Verify a token and show what it is: claims, family, user, state'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke-family" -d 'Revoke a token family (session), or all of a user\'s'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "prune" -d 'Delete expired tokens and long-revoked sessions'
@@ -354,3 +409,5 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "rotate" -d 'Make a new current signing key; the previous one verifies until its tokens expire'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "retire" -d 'Stop trusting a key now (a leaked key): its tokens are refused at once'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from email" -f -a "test" -d 'Send one test message now, synchronously (exit 1 with the server\'s reply)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from email" -f -a "outbox" -d 'List the outbox: id, kind, recipient, state, attempts, next try, last error'

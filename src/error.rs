@@ -64,6 +64,21 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(&'static str),
 
+    /// 403 / exit 1: the right password for an account whose email is not verified
+    /// yet (`auth.require_verified_email`); the body's `error` is
+    /// `email_not_verified`.
+    #[error("the email address of this account is not verified yet")]
+    EmailNotVerified,
+
+    /// 400 / exit 5: an email verification or password reset token that is unknown,
+    /// spent, expired, void or of the other purpose.
+    #[error("the token is invalid, expired or already used")]
+    InvalidEmailToken,
+
+    /// 501 / exit 1: a feature that is not configured (email without `email.url`).
+    #[error("{0}")]
+    NotConfigured(&'static str),
+
     /// 404 / exit 3: a user, token or family that does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -121,7 +136,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Error::MalformedBody(_) | Error::InvalidEmailToken => StatusCode::BAD_REQUEST,
+            Error::EmailNotVerified => StatusCode::FORBIDDEN,
+            Error::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
             Error::InvalidCredentials | Error::InvalidToken(_) | Error::MissingToken => {
                 StatusCode::UNAUTHORIZED
             }
@@ -147,13 +164,16 @@ impl Error {
             Error::Validation(_) | Error::MalformedBody(_) => exit::INVALID_INPUT,
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Conflict(_) => exit::CONFLICT,
-            Error::InvalidToken(_) | Error::MissingToken | Error::InvalidCredentials => {
-                exit::INVALID_TOKEN
-            }
+            Error::InvalidToken(_)
+            | Error::MissingToken
+            | Error::InvalidCredentials
+            | Error::InvalidEmailToken => exit::INVALID_TOKEN,
             Error::Unavailable(_) => exit::UNAVAILABLE,
             Error::Config(_) => exit::CONFIG,
             Error::RateLimited { .. }
             | Error::Forbidden(_)
+            | Error::EmailNotVerified
+            | Error::NotConfigured(_)
             | Error::Busy { .. }
             | Error::NotReady(_)
             | Error::Internal(_) => exit::FAILURE,

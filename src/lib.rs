@@ -16,6 +16,7 @@ pub mod domain;
 pub mod error;
 pub mod hashing;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -90,6 +90,12 @@ struct RefreshLabel {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EmailLabel {
+    kind: EmailKind,
+    result: EmailResult,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct EndpointLabel {
     endpoint: LimitedEndpoint,
 }
@@ -184,6 +190,8 @@ struct Inner {
     hash_durations: Histogram,
     hash_waiting: Gauge,
     hash_rejected: Counter,
+    emails: Family<EmailLabel, Counter>,
+    outbox_pending: Gauge,
     sources: Arc<Sources>,
 }
 
@@ -302,6 +310,24 @@ impl Metrics {
             hash_rejected.clone(),
         );
 
+        let emails = Family::<EmailLabel, Counter>::default();
+        for &kind in EmailKind::ALL {
+            for &result in EmailResult::ALL {
+                let _ = emails.get_or_create(&EmailLabel { kind, result });
+            }
+        }
+        registry.register(
+            "emails",
+            "Email delivery tries, by kind and result",
+            emails.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "email_outbox_pending",
+            "Messages in the outbox waiting to be delivered",
+            outbox_pending.clone(),
+        );
+
         registry.register(
             "build",
             "The running build; the value is always 1",
@@ -323,6 +349,8 @@ impl Metrics {
                 hash_durations,
                 hash_waiting,
                 hash_rejected,
+                emails,
+                outbox_pending,
                 sources,
             }),
         }
@@ -394,6 +422,19 @@ impl Metrics {
     /// One hash refused because no slot freed within `hash_queue_timeout`.
     pub fn hash_rejected(&self) {
         self.inner.hash_rejected.inc();
+    }
+
+    /// One delivery try of a message (SPEC §13).
+    pub fn email(&self, kind: EmailKind, result: EmailResult) {
+        self.inner
+            .emails
+            .get_or_create(&EmailLabel { kind, result })
+            .inc();
+    }
+
+    /// Messages waiting in the outbox, as the sender last counted them.
+    pub fn set_outbox_pending(&self, pending: i64) {
+        self.inner.outbox_pending.set(pending);
     }
 
     /// Reads the database pool's idle and used connections at each scrape. A later

@@ -3,6 +3,7 @@
 
 mod audit;
 mod config_check;
+mod email;
 mod health;
 mod keys;
 mod ops;
@@ -80,6 +81,8 @@ pub enum Command {
     /// Check the configuration and show the effective settings, secrets redacted
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
+    #[command(subcommand)]
+    Email(email::EmailCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the OpenAPI document (no server needed)
@@ -128,6 +131,10 @@ pub enum UserCommand {
     Unlock(user::TargetArgs),
     /// List a user's live sessions
     Sessions(user::TargetArgs),
+    /// Mark a user's email address verified
+    Verify(user::TargetArgs),
+    /// Issue a password reset token for an operator to pass on (works without email)
+    ResetLink(user::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +230,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Token(cmd) => token::run(&settings, cmd).await,
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
         Command::Audit(cmd) => audit::run(&settings, cmd).await,
+        Command::Email(cmd) => email::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }

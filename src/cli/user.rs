@@ -202,6 +202,29 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 }
             }
         }
+        UserCommand::Verify(args) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let user = service.mark_email_verified(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&user),
+                OutputFormat::Table => {
+                    println!("verified the email of user {} ({})", user.id, user.username)
+                }
+            }
+        }
+        UserCommand::ResetLink(args) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let reset = service
+                .reset_link(&crate::service::RequestContext::none(), &args.user)
+                .await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&reset),
+                OutputFormat::Table => match &reset.link {
+                    Some(link) => println!("{link}"),
+                    None => println!("{}", reset.token),
+                },
+            }
+        }
         UserCommand::Unlock(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
             let (user, was_locked) = service.unlock(&args.user).await?;

@@ -41,6 +41,7 @@ fn duration(d: std::time::Duration) -> String {
 /// The effective value of `key`, as text; secrets redacted.
 fn value_of(s: &Settings, key: &str) -> Option<String> {
     let rl = &s.rate_limit;
+    let e = &s.auth.email;
     Some(match key {
         "database.url" => s.database_url.redacted(),
         "database.pool_min" => s.pool_min.to_string(),
@@ -80,6 +81,7 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
         "server.max_connections" => s.edge.max_connections.to_string(),
         "server.shutdown_timeout" => duration(s.edge.shutdown_timeout),
         "rate_limit.password_per_minute" => rl.password_per_minute.to_string(),
+        "rate_limit.email_per_minute" => rl.email_per_minute.to_string(),
         "rate_limit.store" => format!("{:?}", rl.store).to_lowercase(),
         "rate_limit.ipv6_prefix" => rl.ipv6_prefix.to_string(),
         "auth.session_max_lifetime" => duration(s.auth.session_max_lifetime),
@@ -88,6 +90,22 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
         "auth.lockout_duration" => duration(s.auth.lockout_duration),
         "auth.lockout_max_duration" => duration(s.auth.lockout_max_duration),
         "auth.lockout_permanent_after" => s.auth.lockout_permanent_after.to_string(),
+        "auth.require_verified_email" => s.auth.require_verified_email.to_string(),
+        "email.url" => e
+            .url
+            .as_ref()
+            .map_or_else(|| "off".into(), |u| u.redacted().to_owned()),
+        "email.from" => e.from.clone().unwrap_or_else(|| "none".into()),
+        "email.verify_url" => e
+            .verify_url
+            .as_ref()
+            .map_or_else(|| "none".into(), |t| t.as_str().to_owned()),
+        "email.reset_url" => e
+            .reset_url
+            .as_ref()
+            .map_or_else(|| "none".into(), |t| t.as_str().to_owned()),
+        "email.verify_ttl" => duration(e.verify_ttl),
+        "email.reset_ttl" => duration(e.reset_ttl),
         "audit.retention" => duration(s.auth.audit_retention),
         "metrics.bind" => s
             .metrics_bind

@@ -130,6 +130,7 @@ const SETTINGS: &[Setting] = &[
     setting!("rate_limit.login_per_minute", ["AUTHCTL_RATE_LIMIT_LOGIN_PER_MINUTE"], Int, rate_limit.login_per_minute = parse_per_minute),
     setting!("rate_limit.refresh_per_minute", ["AUTHCTL_RATE_LIMIT_REFRESH_PER_MINUTE"], Int, rate_limit.refresh_per_minute = parse_per_minute),
     setting!("rate_limit.password_per_minute", ["AUTHCTL_RATE_LIMIT_PASSWORD_PER_MINUTE"], Int, rate_limit.password_per_minute = parse_per_minute),
+    setting!("rate_limit.email_per_minute", ["AUTHCTL_RATE_LIMIT_EMAIL_PER_MINUTE"], Int, rate_limit.email_per_minute = parse_per_minute),
     setting!("rate_limit.trusted_proxies", ["AUTHCTL_TRUSTED_PROXIES"], List, rate_limit.trusted_proxies = parse_proxies),
     setting!("rate_limit.store", ["AUTHCTL_RATE_LIMIT_STORE"], Str, rate_limit.store = LimitStore::from_str),
     setting!("rate_limit.ipv6_prefix", ["AUTHCTL_RATE_LIMIT_IPV6_PREFIX"], Int, rate_limit.ipv6_prefix = parse_ipv6_prefix),
@@ -148,6 +149,13 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.lockout_duration", ["AUTHCTL_LOCKOUT_DURATION"], Str, auth.lockout_duration = parse_duration),
     setting!("auth.lockout_max_duration", ["AUTHCTL_LOCKOUT_MAX_DURATION"], Str, auth.lockout_max_duration = parse_duration),
     setting!("auth.lockout_permanent_after", ["AUTHCTL_LOCKOUT_PERMANENT_AFTER"], Int, auth.lockout_permanent_after = parse_u32_in(0, 1_000_000)),
+    setting!("auth.require_verified_email", ["AUTHCTL_REQUIRE_VERIFIED_EMAIL"], Bool, auth.require_verified_email = parse_bool),
+    setting!("email.url", ["AUTHCTL_EMAIL_URL"], Str, auth.email.url = |s| super::email::EmailUrl::parse(s).map(Some)),
+    setting!("email.from", ["AUTHCTL_EMAIL_FROM"], Str, auth.email.from = super::email::parse_from),
+    setting!("email.verify_url", ["AUTHCTL_EMAIL_VERIFY_URL"], Str, auth.email.verify_url = |s| super::email::LinkTemplate::parse(s).map(Some)),
+    setting!("email.reset_url", ["AUTHCTL_EMAIL_RESET_URL"], Str, auth.email.reset_url = |s| super::email::LinkTemplate::parse(s).map(Some)),
+    setting!("email.verify_ttl", ["AUTHCTL_EMAIL_VERIFY_TTL"], Str, auth.email.verify_ttl = parse_duration),
+    setting!("email.reset_ttl", ["AUTHCTL_EMAIL_RESET_TTL"], Str, auth.email.reset_ttl = parse_duration),
     setting!("audit.retention", ["AUTHCTL_AUDIT_RETENTION"], Str, auth.audit_retention = parse_duration),
     setting!("cors.allowed_origins", ["AUTHCTL_CORS_ALLOWED_ORIGINS"], List, cors = parse_cors_origins),
     setting!("metrics.bind", ["AUTHCTL_METRICS_BIND"], Str, metrics_bind = parse_optional_bind),
@@ -229,6 +237,11 @@ pub fn load_with(
                 "both {a} and {b} set the same lifetime; set only one"
             )));
         }
+    }
+    if settings.auth.email.url.is_some() && settings.auth.email.from.is_none() {
+        return Err(Error::config(
+            "email.from (AUTHCTL_EMAIL_FROM) is required when email.url is set".to_owned(),
+        ));
     }
     if settings.auth.lockout_duration > settings.auth.lockout_max_duration {
         return Err(Error::config(format!(

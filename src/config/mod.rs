@@ -22,6 +22,7 @@ use crate::store::StoreOptions;
 
 pub mod check;
 pub mod dotenv;
+pub mod email;
 mod load;
 pub mod types;
 
@@ -57,6 +58,8 @@ pub struct RateLimitSettings {
     pub login_per_minute: NonZeroU32,
     pub refresh_per_minute: NonZeroU32,
     pub password_per_minute: NonZeroU32,
+    /// `rate_limit.email_per_minute`: `/verify/request` and `/recover` together.
+    pub email_per_minute: NonZeroU32,
     pub trusted_proxies: Vec<IpNet>,
     pub store: LimitStore,
     /// IPv6 clients are keyed by their network of this length (SPEC §6).
@@ -87,6 +90,11 @@ pub struct AuthSettings {
     /// Consecutive failures across locks after which a lock has no end until an
     /// unlock or a password reset (NIST SP 800-63B-4 §3.2.2); 0 turns it off.
     pub lockout_permanent_after: u32,
+    /// `auth.require_verified_email`: a password login of an unverified account is
+    /// refused (403 `email_not_verified`).
+    pub require_verified_email: bool,
+    /// `email.*` (SPEC §13).
+    pub email: email::EmailSettings,
 }
 
 /// The bounds of the connection edge (SPEC §8 "Hardening": `server.header_timeout`,
@@ -129,6 +137,7 @@ impl Default for Settings {
                 login_per_minute: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
                 refresh_per_minute: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
                 password_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
+                email_per_minute: NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN),
                 trusted_proxies: Vec::new(),
                 store: LimitStore::Memory,
                 ipv6_prefix: 64,
@@ -148,6 +157,8 @@ impl Default for Settings {
                 lockout_duration: Duration::from_secs(5 * 60),
                 lockout_max_duration: Duration::from_secs(3600),
                 lockout_permanent_after: 100,
+                require_verified_email: false,
+                email: email::EmailSettings::default(),
             },
             cors: CorsOrigins::Off,
             metrics_bind: None,

@@ -64,6 +64,8 @@ pub enum OAuthError {
     TemporarilyUnavailable,
     /// An internal error (500), likewise.
     ServerError,
+    /// The right password, but the account's email is not verified yet (403; SPEC §13).
+    EmailNotVerified,
 }
 
 impl OAuthError {
@@ -74,6 +76,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
+            OAuthError::EmailNotVerified => "email_not_verified",
         }
     }
 
@@ -206,6 +209,10 @@ pub fn from_error(err: &Error) -> Response {
             resp.extensions_mut().insert(RefusalReason(reason));
             resp
         }
+        Error::EmailNotVerified => with_oauth_error(
+            problem(status, &capitalize(&err.to_string()), None),
+            Some(OAuthError::EmailNotVerified),
+        ),
         other => problem(status, &capitalize(&other.to_string()), None),
     };
     let headers = resp.headers_mut();

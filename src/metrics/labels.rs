@@ -53,6 +53,10 @@ label_enum! {
         Session => "/api/v1/auth/sessions/{id}",
         Logout => "/api/v1/auth/logout",
         Password => "/api/v1/auth/password",
+        VerifyRequest => "/api/v1/auth/verify/request",
+        Verify => "/api/v1/auth/verify",
+        Recover => "/api/v1/auth/recover",
+        Reset => "/api/v1/auth/reset",
         Jwks => "/.well-known/jwks.json",
         AuthorizationServer => "/.well-known/oauth-authorization-server",
         OpenApi => "/openapi.json",
@@ -117,6 +121,29 @@ label_enum! {
         Token => "token",
         Refresh => "refresh",
         Password => "password",
+        /// `/verify/request` and `/recover`, one bucket (SPEC §13).
+        Email => "email",
+    }
+}
+
+label_enum! {
+    /// What a message is for: the `kind` label of `authctl_emails_total`.
+    pub enum EmailKind {
+        Verify => "verify",
+        Reset => "reset",
+        /// `authctl email test` (sent at once, never through the outbox).
+        Test => "test",
+    }
+}
+
+label_enum! {
+    /// How a delivery try ended: the `result` label of `authctl_emails_total`.
+    pub enum EmailResult {
+        Sent => "sent",
+        /// Refused or failed; tried again later.
+        Retry => "retry",
+        /// Given up after retrying for a day.
+        Failed => "failed",
     }
 }
 
@@ -159,8 +186,12 @@ impl Route {
                 "sessions" => Route::Sessions,
                 "logout" => Route::Logout,
                 "password" => Route::Password,
+                "verify" => Route::Verify,
+                "recover" => Route::Recover,
+                "reset" => Route::Reset,
                 _ => Route::Unmatched,
             },
+            ["api", "v1", "auth", "verify", "request"] => Route::VerifyRequest,
             ["api", "v1", "auth", "sessions", _id] => Route::Session,
             [".well-known", "jwks.json"] => Route::Jwks,
             [".well-known", "oauth-authorization-server"] => Route::AuthorizationServer,
@@ -182,6 +213,7 @@ impl LimitedEndpoint {
             Route::Token => Some(LimitedEndpoint::Token),
             Route::Refresh => Some(LimitedEndpoint::Refresh),
             Route::Password => Some(LimitedEndpoint::Password),
+            Route::VerifyRequest | Route::Recover => Some(LimitedEndpoint::Email),
             _ => None,
         }
     }

@@ -32,6 +32,8 @@ pub struct Deleted {
     pub rate_limits: u64,
     pub keys: u64,
     pub audit_events: u64,
+    /// Expired email tokens, stale throttle rows and old finished outbox messages.
+    pub email_rows: u64,
 }
 
 /// How often housekeeping runs, and how often a replica that is not the housekeeper
@@ -108,6 +110,7 @@ pub async fn run_with(
                 rate_limits = deleted.rate_limits,
                 keys = deleted.keys,
                 audit_events = deleted.audit_events,
+                email_rows = deleted.email_rows,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "housekeeping ran on this replica"
             ),
@@ -118,6 +121,7 @@ pub async fn run_with(
                 rate_limits = deleted.rate_limits,
                 keys = deleted.keys,
                 audit_events = deleted.audit_events,
+                email_rows = deleted.email_rows,
                 error = %e,
                 "housekeeping ran on this replica and failed part way"
             ),
@@ -139,6 +143,7 @@ pub async fn run_once(service: &AuthService) -> Result<Deleted, (Deleted, crate:
         .map_err(|e| (deleted, e))?;
     deleted.keys = service.prune_keys().await.map_err(|e| (deleted, e))?;
     deleted.audit_events = service.prune_audit().await.map_err(|e| (deleted, e))?;
+    deleted.email_rows = service.prune_email().await.map_err(|e| (deleted, e))?;
     Ok(deleted)
 }
 

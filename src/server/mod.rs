@@ -20,6 +20,7 @@ use crate::service::AuthService;
 use crate::store::{self, Store};
 
 pub mod housekeeping;
+pub mod mailer;
 
 /// Open connections to the metrics listener at most (`metrics.bind`, SPEC §11).
 pub use metrics::MAX_CONNECTIONS as METRICS_MAX_CONNECTIONS;
@@ -225,6 +226,8 @@ async fn maintain(service: Arc<AuthService>, state: Arc<AppState>) {
     // paused while another branch runs, and on SQLite a batch paused inside its write
     // transaction would hold the write lock against every other writer.
     let _housekeeping = AbortOnDrop(tokio::spawn(housekeeping::run(service.clone())));
+    // The outbox's sender, likewise a task of its own (SPEC §13).
+    let _mailer = AbortOnDrop(tokio::spawn(mailer::run(service.clone())));
     let mut sweep = tokio::time::interval(IDLE_SWEEP_EVERY);
     let mut keys = tokio::time::interval(crate::service::keys::KEY_POLL_EVERY);
     keys.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -39,6 +39,12 @@ pub enum AuditKind {
     UserDeleted,
     KeysRotated,
     KeyRetired,
+    /// A verification message was queued in the outbox (SPEC §13).
+    EmailVerificationSent,
+    EmailVerified,
+    /// A reset message was queued, or an operator issued a reset link.
+    PasswordResetRequested,
+    PasswordReset,
 }
 
 impl AuditKind {
@@ -59,6 +65,10 @@ impl AuditKind {
             AuditKind::UserDeleted => "user_deleted",
             AuditKind::KeysRotated => "keys_rotated",
             AuditKind::KeyRetired => "key_retired",
+            AuditKind::EmailVerificationSent => "email_verification_sent",
+            AuditKind::EmailVerified => "email_verified",
+            AuditKind::PasswordResetRequested => "password_reset_requested",
+            AuditKind::PasswordReset => "password_reset",
         }
     }
 }

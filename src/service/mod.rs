@@ -21,6 +21,7 @@
 //! - [`lockout`]: per-account lockout; [`audit`]: the audit log.
 
 pub mod audit;
+pub mod email;
 mod health;
 pub mod keys;
 mod lifetime;
@@ -41,7 +42,7 @@ use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
-use crate::store::{NewUser, PasswordChange, PruneReport, RefreshRecord, Store, User};
+use crate::store::{self, NewUser, PasswordChange, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
@@ -111,6 +112,8 @@ pub struct AuthService {
     /// Woken when a counted login attempt ends or an account is unlocked: logins
     /// waiting on a locked account look again ([`lockout`]).
     lockout_changed: tokio::sync::Notify,
+    /// Woken when a message is queued in the outbox: the sender looks at once.
+    outbox_wake: tokio::sync::Notify,
 }
 
 impl AuthService {
@@ -129,6 +132,7 @@ impl AuthService {
             settings: settings.clone(),
             metrics: Metrics::new(),
             lockout_changed: tokio::sync::Notify::new(),
+            outbox_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -147,10 +151,21 @@ impl AuthService {
         username: Username,
         password: &Password,
     ) -> Result<User> {
-        let user = self.create_user(email, username, password, true).await?;
+        let user = self
+            .create_user(email.clone(), username, password, true)
+            .await?;
         self.audit(ctx, Audit::new(AuditKind::UserRegistered).user(&user))
             .await;
         self.metrics.registration();
+        if self.email_enabled() {
+            // The account exists either way: a failure to queue is logged, not answered.
+            if let Err(e) = self
+                .request_email(ctx, store::email::Purpose::Verify, &email)
+                .await
+            {
+                tracing::warn!(user_id = user.id.0, error = %e, "could not queue the verification message");
+            }
+        }
         Ok(user)
     }
 
@@ -352,6 +367,14 @@ impl AuthService {
             Some(c) if verified && c.user.is_active => {
                 self.lockout_done(ctx, gate, &c.user, Checked::Right)
                     .await?;
+                if self.settings.require_verified_email && !c.user.email_verified {
+                    // Only the right password learns this (a wrong one is the 401).
+                    let event = Audit::new(AuditKind::LoginFailed)
+                        .user(&c.user)
+                        .detail("reason", "email_not_verified");
+                    self.audit(ctx, event).await;
+                    return Err(Error::EmailNotVerified);
+                }
                 (c.user, c.password_hash)
             }
             Some(c) => {

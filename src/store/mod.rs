@@ -14,6 +14,8 @@ use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
 
 #[macro_use]
+pub mod email;
+#[macro_use]
 pub mod audit;
 #[macro_use]
 pub mod lockout;
@@ -48,6 +50,8 @@ pub struct User {
     pub username: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// The account proved it receives mail at its address (SPEC §13).
+    pub email_verified: bool,
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -161,6 +165,7 @@ pub trait Store:
     + audit::AuditStore
     + lockout::LockoutStore
     + sessions::SessionStore
+    + email::EmailStore
     + Send
     + Sync
     + 'static

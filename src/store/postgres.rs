@@ -74,3 +74,4 @@ audit_store!(PgStore);
 lockout_store!(PgStore);
 session_store!(PgStore);
 email_nfc_store!(PgStore, "(email !~ '^[ -~]*$' OR email_norm !~ '^[ -~]*$')");
+email_store!(PgStore, Postgres, begin, " FOR UPDATE SKIP LOCKED");

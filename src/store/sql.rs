@@ -56,15 +56,15 @@ macro_rules! sql_store {
             use $crate::domain::UserRef;
             match user {
                 UserRef::Id(id) => (
-                    "SELECT id, email, username, is_active, created_at FROM users WHERE id = $1",
+                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE id = $1",
                     UserKey::Id(*id),
                 ),
                 UserRef::Email(e) => (
-                    "SELECT id, email, username, is_active, created_at FROM users WHERE email_norm = $1",
+                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE email_norm = $1",
                     UserKey::Text($crate::domain::email::login_key(e)),
                 ),
                 UserRef::Username(u) => (
-                    "SELECT id, email, username, is_active, created_at FROM users WHERE username_norm = $1",
+                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE username_norm = $1",
                     UserKey::Text(u.to_ascii_lowercase()),
                 ),
             }
@@ -156,7 +156,7 @@ macro_rules! sql_store {
                 let inserted = sqlx::query_as::<_, $crate::store::User>(
                     "INSERT INTO users (email, email_norm, username, username_norm, password_hash, \
                      is_active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-                     RETURNING id, email, username, is_active, created_at",
+                     RETURNING id, email, username, is_active, created_at, email_verified",
                 )
                 .bind(&user.email)
                 .bind(&user.email_norm)
@@ -191,7 +191,7 @@ macro_rules! sql_store {
                 login_norm: &str,
             ) -> $crate::error::Result<Option<$crate::store::UserCredentials>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, email, username, is_active, created_at, password_hash FROM users \
+                    "SELECT id, email, username, is_active, created_at, email_verified, password_hash FROM users \
                      WHERE username_norm = $1 OR email_norm = $1",
                 )
                 .bind(login_norm)
@@ -214,7 +214,7 @@ macro_rules! sql_store {
 
             async fn list_users(&self, limit: i64) -> $crate::error::Result<Vec<$crate::store::User>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, email, username, is_active, created_at FROM users ORDER BY id LIMIT $1",
+                    "SELECT id, email, username, is_active, created_at, email_verified FROM users ORDER BY id LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -227,7 +227,8 @@ macro_rules! sql_store {
                 active: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::error::Result<bool> {
-                let r = sqlx::query("UPDATE users SET is_active = $1, updated_at = $2 WHERE id = $3")
+                let r = sqlx::query("UPDATE users SET is_active = $1, updated_at = $2, \
+                     security_stamp = security_stamp + 1 WHERE id = $3")
                     .bind(active)
                     .bind(now)
                     .bind(user)
@@ -242,7 +243,8 @@ macro_rules! sql_store {
             ) -> $crate::error::Result<Option<u64>> {
                 let begin = $begin;
                 let mut tx = begin(&self.pool).await?;
-                let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+                let r = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2, \
+                     security_stamp = security_stamp + 1 WHERE id = $3")
                     .bind(c.hash)
                     .bind(c.now)
                     .bind(c.user)
@@ -482,7 +484,7 @@ macro_rules! sql_store {
                 key: &$crate::store::batch::SessionKey,
             ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
                 Ok(sqlx::query_as(
-                    "SELECT u.id, u.email, u.username, u.is_active, u.created_at, \
+                    "SELECT u.id, u.email, u.username, u.is_active, u.created_at, u.email_verified, \
                      f.revoked_at AS family_revoked_at, \
                      EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
                      AND k.state = 'retired') AS key_retired FROM token_families f \

@@ -122,6 +122,7 @@ email_nfc_store!(
     SqliteStore,
     "(email GLOB '*[^ -~]*' OR email_norm GLOB '*[^ -~]*')"
 );
+email_store!(SqliteStore, Sqlite, begin_immediate, "");
 
 #[cfg(test)]
 mod tests {

@@ -48,7 +48,7 @@ impl DatabaseUrl {
 }
 
 /// `raw` with the userinfo password and every `*password*` query value masked.
-fn redact(raw: &str) -> String {
+pub(crate) fn redact(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
         let scheme = raw.split_once(':').map_or("", |(s, _)| s);
         let scheme = if scheme

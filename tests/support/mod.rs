@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod pg;
 pub mod served;
+pub mod smtp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,6 +20,7 @@
 //! A new endpoint is a new file here, a line in [`routes`], and its handler (and body
 //! type) named in the document's `paths(...)` (and `schemas(...)`) in `docs`.
 
+pub mod email;
 pub mod health;
 pub mod jwks;
 pub mod logout;
@@ -64,6 +65,8 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(health::routes(state))
         .unify()
         .or(jwks::route(state))
+        .unify()
+        .or(email::routes(state))
         .unify()
         .boxed()
 }

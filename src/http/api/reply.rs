@@ -25,6 +25,9 @@ pub struct UserResponse {
     /// Whether the user may log in.
     #[schema(example = true)]
     pub is_active: bool,
+    /// Whether the account proved it receives mail at its address (SPEC §13).
+    #[schema(example = false)]
+    pub email_verified: bool,
 }
 
 impl From<User> for UserResponse {
@@ -34,6 +37,7 @@ impl From<User> for UserResponse {
             email: u.email,
             username: u.username,
             is_active: u.is_active,
+            email_verified: u.email_verified,
         }
     }
 }

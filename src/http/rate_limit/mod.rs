@@ -33,6 +33,8 @@ pub enum Endpoint {
     Refresh,
     /// `POST /api/v1/auth/password`: a bucket of its own.
     Password,
+    /// `POST /api/v1/auth/verify/request` and `/recover` share one (SPEC §13).
+    Email,
 }
 
 impl Endpoint {
@@ -43,6 +45,7 @@ impl Endpoint {
             Endpoint::Login => "token",
             Endpoint::Refresh => "refresh",
             Endpoint::Password => "password",
+            Endpoint::Email => "email",
         }
     }
 
@@ -53,6 +56,7 @@ impl Endpoint {
             Endpoint::Login => settings.login_per_minute,
             Endpoint::Refresh => settings.refresh_per_minute,
             Endpoint::Password => settings.password_per_minute,
+            Endpoint::Email => settings.email_per_minute,
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct MemoryLimiter {
     login: Keyed,
     password: Keyed,
     refresh: Keyed,
+    email: Keyed,
 }
 
 impl MemoryLimiter {
@@ -84,6 +89,7 @@ impl MemoryLimiter {
             login: RateLimiter::keyed(Quota::per_minute(settings.login_per_minute)),
             password: RateLimiter::keyed(Quota::per_minute(settings.password_per_minute)),
             refresh: RateLimiter::keyed(Quota::per_minute(settings.refresh_per_minute)),
+            email: RateLimiter::keyed(Quota::per_minute(settings.email_per_minute)),
         }
     }
 }
@@ -96,6 +102,7 @@ impl Limiter for MemoryLimiter {
             Endpoint::Login => &self.login,
             Endpoint::Refresh => &self.refresh,
             Endpoint::Password => &self.password,
+            Endpoint::Email => &self.email,
         };
         limiter
             .check_key(&client)
@@ -108,7 +115,13 @@ impl Limiter for MemoryLimiter {
 
     /// Forgets clients whose quota has refilled, so the maps do not grow forever.
     fn forget_idle_clients(&self) {
-        for limiter in [&self.register, &self.login, &self.refresh, &self.password] {
+        for limiter in [
+            &self.register,
+            &self.login,
+            &self.refresh,
+            &self.password,
+            &self.email,
+        ] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
