@@ -25,6 +25,10 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/docs"),
     ("GET", "/redoc"),
     ("GET", "/.well-known/oauth-authorization-server"),
+    ("POST", "/api/v1/auth/verify/request"),
+    ("POST", "/api/v1/auth/verify"),
+    ("POST", "/api/v1/auth/recover"),
+    ("POST", "/api/v1/auth/reset"),
 ];
 
 /// The operations that take a body, and the refusals each must document.
@@ -34,6 +38,8 @@ const RATE_LIMITED: &[&str] = &[
     "/api/v1/auth/token",
     "/api/v1/auth/refresh",
     "/api/v1/auth/password",
+    "/api/v1/auth/verify/request",
+    "/api/v1/auth/recover",
 ];
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",

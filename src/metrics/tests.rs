@@ -40,6 +40,10 @@ fn every_known_endpoint_maps_to_its_template() {
         ),
         ("/api/v1/auth/logout", "/api/v1/auth/logout"),
         ("/api/v1/auth/password", "/api/v1/auth/password"),
+        ("/api/v1/auth/verify/request", "/api/v1/auth/verify/request"),
+        ("/api/v1/auth/verify", "/api/v1/auth/verify"),
+        ("/api/v1/auth/recover", "/api/v1/auth/recover"),
+        ("/api/v1/auth/reset", "/api/v1/auth/reset"),
         ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         (
             "/.well-known/oauth-authorization-server",
