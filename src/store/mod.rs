@@ -18,6 +18,8 @@ pub mod audit;
 #[macro_use]
 pub mod lockout;
 #[macro_use]
+pub mod mfa;
+#[macro_use]
 pub mod sessions;
 mod batch;
 mod lane;
@@ -46,6 +48,9 @@ pub struct User {
     pub username: String,
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
+    /// Whether TOTP is on (SPEC §14); queries that do not select it read false.
+    #[sqlx(default)]
+    pub mfa_enabled: bool,
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -95,6 +100,8 @@ pub struct RefreshRecord {
     /// from here.
     pub family_created_at: DateTime<Utc>,
     pub family_revoked_at: Option<DateTime<Utc>>,
+    /// The session's RFC 8176 methods, space-separated (`pwd`, `pwd otp`).
+    pub amr: String,
 }
 
 /// A refresh-token family (session).
@@ -148,6 +155,7 @@ pub trait Store:
     + keys::KeyStore
     + audit::AuditStore
     + lockout::LockoutStore
+    + mfa::MfaStore
     + sessions::SessionStore
     + Send
     + Sync

@@ -73,3 +73,4 @@ keys_store!(PgStore, begin);
 audit_store!(PgStore);
 lockout_store!(PgStore);
 session_store!(PgStore);
+mfa_store!(PgStore, begin);

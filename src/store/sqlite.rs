@@ -118,6 +118,7 @@ keys_store!(SqliteStore, begin_immediate);
 audit_store!(SqliteStore);
 lockout_store!(SqliteStore);
 session_store!(SqliteStore);
+mfa_store!(SqliteStore, begin_immediate);
 
 #[cfg(test)]
 mod tests {
