@@ -38,6 +38,15 @@ fn every_known_endpoint_maps_to_its_template() {
         ),
         ("/api/v1/auth/logout", "/api/v1/auth/logout"),
         ("/api/v1/auth/password", "/api/v1/auth/password"),
+        ("/api/v1/auth/mfa/totp", "/api/v1/auth/mfa/totp"),
+        (
+            "/api/v1/auth/mfa/totp/confirm",
+            "/api/v1/auth/mfa/totp/confirm",
+        ),
+        (
+            "/api/v1/auth/mfa/recovery-codes",
+            "/api/v1/auth/mfa/recovery-codes",
+        ),
         ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         (
             "/.well-known/oauth-authorization-server",

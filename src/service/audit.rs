@@ -39,6 +39,13 @@ pub enum AuditKind {
     UserDeleted,
     KeysRotated,
     KeyRetired,
+    /// TOTP confirmed (SPEC §14).
+    MfaEnabled,
+    /// TOTP removed, by its user or an operator (`user mfa-reset`).
+    MfaDisabled,
+    /// A wrong second-factor code.
+    MfaFailed,
+    RecoveryCodeUsed,
 }
 
 impl AuditKind {
@@ -59,6 +66,10 @@ impl AuditKind {
             AuditKind::UserDeleted => "user_deleted",
             AuditKind::KeysRotated => "keys_rotated",
             AuditKind::KeyRetired => "key_retired",
+            AuditKind::MfaEnabled => "mfa_enabled",
+            AuditKind::MfaDisabled => "mfa_disabled",
+            AuditKind::MfaFailed => "mfa_failed",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }
@@ -254,6 +265,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 15);
+        assert_eq!(AuditKind::value_variants().len(), 19);
     }
 }

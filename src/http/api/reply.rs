@@ -25,6 +25,9 @@ pub struct UserResponse {
     /// Whether the user may log in.
     #[schema(example = true)]
     pub is_active: bool,
+    /// Whether the account logs in with a second factor (TOTP, SPEC §14).
+    #[schema(example = false)]
+    pub mfa_enabled: bool,
 }
 
 impl From<User> for UserResponse {
@@ -34,6 +37,7 @@ impl From<User> for UserResponse {
             email: u.email,
             username: u.username,
             is_active: u.is_active,
+            mfa_enabled: u.mfa_enabled,
         }
     }
 }

@@ -73,6 +73,10 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         api::sessions::end,
         api::logout::logout,
         api::password::change_password,
+        api::mfa::enrol,
+        api::mfa::confirm,
+        api::mfa::recovery_codes,
+        api::mfa::disable,
         api::health::liveness,
         api::health::readiness,
         api::health::startup,
@@ -92,6 +96,11 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             AuthorizationServerMetadata,
             api::logout::LogoutRequest,
             api::password::PasswordChange,
+            api::token::MfaGrant,
+            api::mfa::TotpEnrol,
+            api::mfa::MfaCode,
+            crate::service::mfa::Enrolment,
+            crate::service::mfa::RecoveryCodes,
             crate::service::sessions::SessionView,
             crate::service::sessions::LogoutScope,
             UserResponse,
@@ -112,12 +121,14 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             responses::UnsupportedMediaType,
             responses::ValidationFailed,
             responses::TooManyRequests,
-            responses::Unavailable
+            responses::Unavailable,
+            responses::MfaRequired
         )
     ),
     modifiers(&BearerScheme, &PasswordFlow, &RetryAfterHeader, &RequestIdHeader),
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions."),
+        (name = "mfa", description = "The caller's second factor: TOTP and recovery codes."),
         (name = "health", description = "Probes for orchestrators and load balancers."),
         (name = "docs", description = "This document and its viewers, served from the binary."),
     )
