@@ -81,6 +81,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('mfa-reset', 'mfa-reset', [CompletionResultType]::ParameterValue, 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Mark a user''s email address verified')
             [CompletionResult]::new('reset-link', 'reset-link', [CompletionResultType]::ParameterValue, 'Issue a password reset token for an operator to pass on (works without email)')
@@ -172,6 +173,16 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'authctl;user;mfa-reset' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'authctl;user;sessions' {
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
@@ -211,6 +222,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('mfa-reset', 'mfa-reset', [CompletionResultType]::ParameterValue, 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Mark a user''s email address verified')
             [CompletionResult]::new('reset-link', 'reset-link', [CompletionResultType]::ParameterValue, 'Issue a password reset token for an operator to pass on (works without email)')
@@ -239,6 +251,9 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;user;help;unlock' {
+            break
+        }
+        'authctl;user;help;mfa-reset' {
             break
         }
         'authctl;user;help;sessions' {
@@ -566,6 +581,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('set-password', 'set-password', [CompletionResultType]::ParameterValue, 'Set a user''s password and revoke all of their sessions')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a user with failed logins and any lock')
             [CompletionResult]::new('unlock', 'unlock', [CompletionResultType]::ParameterValue, 'End a user''s lockout (failed logins and lock cleared)')
+            [CompletionResult]::new('mfa-reset', 'mfa-reset', [CompletionResultType]::ParameterValue, 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List a user''s live sessions')
             [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Mark a user''s email address verified')
             [CompletionResult]::new('reset-link', 'reset-link', [CompletionResultType]::ParameterValue, 'Issue a password reset token for an operator to pass on (works without email)')
@@ -593,6 +609,9 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;help;user;unlock' {
+            break
+        }
+        'authctl;help;user;mfa-reset' {
             break
         }
         'authctl;help;user;sessions' {

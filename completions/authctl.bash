@@ -181,6 +181,9 @@ _authctl() {
             authctl__subcmd__help__subcmd__user,list)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__help__subcmd__user,mfa-reset)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__mfa__subcmd__reset"
+                ;;
             authctl__subcmd__help__subcmd__user,reset-link)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__reset__subcmd__link"
                 ;;
@@ -265,6 +268,9 @@ _authctl() {
             authctl__subcmd__user,list)
                 cmd="authctl__subcmd__user__subcmd__list"
                 ;;
+            authctl__subcmd__user,mfa-reset)
+                cmd="authctl__subcmd__user__subcmd__mfa__subcmd__reset"
+                ;;
             authctl__subcmd__user,reset-link)
                 cmd="authctl__subcmd__user__subcmd__reset__subcmd__link"
                 ;;
@@ -300,6 +306,9 @@ _authctl() {
                 ;;
             authctl__subcmd__user__subcmd__help,list)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__list"
+                ;;
+            authctl__subcmd__user__subcmd__help,mfa-reset)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__mfa__subcmd__reset"
                 ;;
             authctl__subcmd__user__subcmd__help,reset-link)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__reset__subcmd__link"
@@ -439,7 +448,7 @@ _authctl() {
                     return 0
                     ;;
                 --kind)
-                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset mfa_enabled mfa_disabled mfa_failed recovery_code_used" -- "${cur}"))
                     return 0
                     ;;
                 --since)
@@ -1166,7 +1175,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user)
-            opts="add list disable enable delete set-password show unlock sessions verify reset-link"
+            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1236,6 +1245,20 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__user__subcmd__mfa__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1848,7 +1871,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user)
-            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock sessions verify reset-link help"
+            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2022,7 +2045,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user__subcmd__help)
-            opts="add list disable enable delete set-password show unlock sessions verify reset-link help"
+            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2106,6 +2129,20 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__help__subcmd__mfa__subcmd__reset)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2216,6 +2253,40 @@ _authctl() {
                     ;;
                 --limit)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__mfa__subcmd__reset)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -75,6 +75,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand mfa-reset 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)'
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
@@ -157,6 +158,15 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'authctl;user;mfa-reset'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'authctl;user;sessions'= {
             cand --output 'output'
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
@@ -193,6 +203,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand mfa-reset 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)'
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
@@ -213,6 +224,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;show'= {
         }
         &'authctl;user;help;unlock'= {
+        }
+        &'authctl;user;help;mfa-reset'= {
         }
         &'authctl;user;help;sessions'= {
         }
@@ -493,6 +506,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand set-password 'Set a user''s password and revoke all of their sessions'
             cand show 'Show a user with failed logins and any lock'
             cand unlock 'End a user''s lockout (failed logins and lock cleared)'
+            cand mfa-reset 'Remove a user''s TOTP and recovery codes (an operator''s recovery; audited)'
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
@@ -512,6 +526,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;user;show'= {
         }
         &'authctl;help;user;unlock'= {
+        }
+        &'authctl;help;user;mfa-reset'= {
         }
         &'authctl;help;user;sessions'= {
         }

@@ -61,24 +61,25 @@ complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l log-format -
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -l status -d 'List applied and pending migrations instead of applying them'
 complete -c authctl -n "__fish_authctl_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "list" -d 'List users'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "enable" -d 'Enable a disabled user'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "show" -d 'Show a user with failed logins and any lock'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "sessions" -d 'List a user\'s live sessions'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "verify" -d 'Mark a user\'s email address verified'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
-complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock sessions verify reset-link help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "list" -d 'List users'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "enable" -d 'Enable a disabled user'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "delete" -d 'Delete a user with all sessions and tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "show" -d 'Show a user with failed logins and any lock'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "mfa-reset" -d 'Remove a user\'s TOTP and recovery codes (an operator\'s recovery; audited)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "sessions" -d 'List a user\'s live sessions'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "verify" -d 'Mark a user\'s email address verified'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and not __fish_seen_subcommand_from add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l email -d 'Email address (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l username -d 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from add" -l output -r -f -a "table\t'Aligned table for people'
@@ -147,6 +148,14 @@ complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from unlock" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from mfa-reset" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l output -r -f -a "table\t'Aligned table for people'
 json\t'One JSON document for scripts'"
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from sessions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
@@ -179,6 +188,7 @@ complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show a user with failed logins and any lock'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "mfa-reset" -d 'Remove a user\'s TOTP and recovery codes (an operator\'s recovery; audited)'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "sessions" -d 'List a user\'s live sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Mark a user\'s email address verified'
 complete -c authctl -n "__fish_authctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'
@@ -250,7 +260,11 @@ key_retired\t''
 email_verification_sent\t'A verification message was queued in the outbox (SPEC §13)'
 email_verified\t''
 password_reset_requested\t'A reset message was queued, or an operator issued a reset link'
-password_reset\t''"
+password_reset\t''
+mfa_enabled\t'TOTP confirmed (SPEC §14)'
+mfa_disabled\t'TOTP removed, by its user or an operator (`user mfa-reset`)'
+mfa_failed\t'A wrong second-factor code'
+recovery_code_used\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l since -d 'Only events of the last DURATION (e.g. 15m, 24h, 7d)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many events' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
@@ -398,6 +412,7 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "set-password" -d 'Set a user\'s password and revoke all of their sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "show" -d 'Show a user with failed logins and any lock'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "unlock" -d 'End a user\'s lockout (failed logins and lock cleared)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "mfa-reset" -d 'Remove a user\'s TOTP and recovery codes (an operator\'s recovery; audited)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "sessions" -d 'List a user\'s live sessions'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "verify" -d 'Mark a user\'s email address verified'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "reset-link" -d 'Issue a password reset token for an operator to pass on (works without email)'

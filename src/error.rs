@@ -78,6 +78,15 @@ pub enum Error {
     /// 501 / exit 1: a feature that is not configured (email without `email.url`).
     #[error("{0}")]
     NotConfigured(&'static str),
+    /// 403 with `error: "mfa_required"` and `mfa_token` / exit 1: the right password
+    /// of an account with TOTP on, and no second factor (SPEC §14).
+    #[error("a second factor is required")]
+    MfaRequired { mfa_token: Redacted },
+
+    /// 401 `invalid_grant` / exit 5: the second login step failed (a wrong code, or
+    /// an unknown, expired or spent `mfa_token`).
+    #[error("incorrect code, or the mfa_token is no longer valid")]
+    InvalidSecondFactor,
 
     /// 404 / exit 3: a user, token or family that does not exist.
     #[error("{0} not found")]
@@ -86,6 +95,11 @@ pub enum Error {
     /// 409 / exit 4: duplicate email or username.
     #[error("{0} is already registered")]
     Conflict(&'static str),
+
+    /// 409 / exit 4: the account is not in the state the action needs (TOTP already
+    /// on at enrolment, or not on where it must be).
+    #[error("{0}")]
+    StateConflict(&'static str),
 
     /// 429: a rate limit was hit.
     #[error("too many requests")]
@@ -121,6 +135,17 @@ fn summarize(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// A credential that an error carries to its client (the `mfa_token` of a 403),
+/// never into a log line: its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -137,14 +162,16 @@ impl Error {
         match self {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::MalformedBody(_) | Error::InvalidEmailToken => StatusCode::BAD_REQUEST,
-            Error::EmailNotVerified => StatusCode::FORBIDDEN,
             Error::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::InvalidCredentials | Error::InvalidToken(_) | Error::MissingToken => {
-                StatusCode::UNAUTHORIZED
+            Error::InvalidCredentials
+            | Error::InvalidToken(_)
+            | Error::MissingToken
+            | Error::InvalidSecondFactor => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) | Error::MfaRequired { .. } | Error::EmailNotVerified => {
+                StatusCode::FORBIDDEN
             }
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::StateConflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) | Error::NotReady(_) | Error::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -163,17 +190,19 @@ impl Error {
         match self {
             Error::Validation(_) | Error::MalformedBody(_) => exit::INVALID_INPUT,
             Error::NotFound(_) => exit::NOT_FOUND,
-            Error::Conflict(_) => exit::CONFLICT,
+            Error::Conflict(_) | Error::StateConflict(_) => exit::CONFLICT,
             Error::InvalidToken(_)
             | Error::MissingToken
             | Error::InvalidCredentials
-            | Error::InvalidEmailToken => exit::INVALID_TOKEN,
+            | Error::InvalidEmailToken
+            | Error::InvalidSecondFactor => exit::INVALID_TOKEN,
             Error::Unavailable(_) => exit::UNAVAILABLE,
             Error::Config(_) => exit::CONFIG,
             Error::RateLimited { .. }
             | Error::Forbidden(_)
             | Error::EmailNotVerified
             | Error::NotConfigured(_)
+            | Error::MfaRequired { .. }
             | Error::Busy { .. }
             | Error::NotReady(_)
             | Error::Internal(_) => exit::FAILURE,

@@ -29,6 +29,11 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/verify"),
     ("POST", "/api/v1/auth/recover"),
     ("POST", "/api/v1/auth/reset"),
+    // SPEC §14
+    ("POST", "/api/v1/auth/mfa/totp"),
+    ("DELETE", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/totp/confirm"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
 ];
 
 /// The operations that take a body, and the refusals each must document.
@@ -40,6 +45,9 @@ const RATE_LIMITED: &[&str] = &[
     "/api/v1/auth/password",
     "/api/v1/auth/verify/request",
     "/api/v1/auth/recover",
+    "/api/v1/auth/mfa/totp",
+    "/api/v1/auth/mfa/totp/confirm",
+    "/api/v1/auth/mfa/recovery-codes",
 ];
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
@@ -266,7 +274,7 @@ async fn the_document_describes_every_route_the_server_answers() {
         register["required"],
         serde_json::json!(["email", "username", "password"])
     );
-    // The token endpoint's form holds both grants' fields, each optional by grant.
+    // The token endpoint's form holds every grant's fields, each optional by grant.
     let token = schema_of("/api/v1/auth/token", "application/x-www-form-urlencoded");
     let mut fields: Vec<&str> = token["properties"]
         .as_object()
@@ -277,7 +285,22 @@ async fn the_document_describes_every_route_the_server_answers() {
     fields.sort_unstable();
     assert_eq!(
         fields,
-        ["grant_type", "password", "refresh_token", "username"]
+        [
+            "code",
+            "grant_type",
+            "mfa_token",
+            "password",
+            "refresh_token",
+            "username"
+        ]
+    );
+    let grants = &token["properties"]["grant_type"];
+    let grants = resolve(&doc, grants);
+    assert!(
+        grants["enum"]
+            .as_array()
+            .is_some_and(|e| e.contains(&Value::from("urn:authctl:grant-type:mfa"))),
+        "the MFA grant is documented: {grants}"
     );
     for path in ["/api/v1/auth/refresh", "/api/v1/auth/revoke"] {
         assert_eq!(

@@ -129,6 +129,8 @@ pub enum UserCommand {
     Show(user::TargetArgs),
     /// End a user's lockout (failed logins and lock cleared)
     Unlock(user::TargetArgs),
+    /// Remove a user's TOTP and recovery codes (an operator's recovery; audited)
+    MfaReset(user::TargetArgs),
     /// List a user's live sessions
     Sessions(user::TargetArgs),
     /// Mark a user's email address verified

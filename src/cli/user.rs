@@ -149,6 +149,10 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                     ("email", d.user.email.clone()),
                     ("active", if d.user.is_active { "yes" } else { "no" }.into()),
                     (
+                        "mfa enabled",
+                        if d.user.mfa_enabled { "yes" } else { "no" }.into(),
+                    ),
+                    (
                         "created",
                         d.user.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                     ),
@@ -223,6 +227,22 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                     Some(link) => println!("{link}"),
                     None => println!("{}", reset.token),
                 },
+            }
+        }
+        UserCommand::MfaReset(args) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let (user, was_on) = service.mfa_reset(&args.user).await?;
+            match args.output {
+                OutputFormat::Json => output::print_json(&serde_json::json!({
+                    "user": user,
+                    "was_enabled": was_on,
+                })),
+                OutputFormat::Table => outln!(
+                    "removed TOTP and recovery codes of user {} ({}){}",
+                    user.id,
+                    user.username,
+                    if was_on { "" } else { "; TOTP was not on" }
+                ),
             }
         }
         UserCommand::Unlock(args) => {

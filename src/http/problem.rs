@@ -45,6 +45,12 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, nullable = false, example = "invalid_grant")]
     pub error: Option<&'static str>,
+    /// With `error: "mfa_required"` only (403 at `/token`): the opaque, single-use
+    /// token of the second login step (valid 5 minutes), for the
+    /// `urn:authctl:grant-type:mfa` grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
+    pub mfa_token: Option<&'a str>,
 }
 
 /// RFC 6749 §5.2's error codes, as the `error` member of a problem at the OAuth2
@@ -66,6 +72,9 @@ pub enum OAuthError {
     ServerError,
     /// The right password, but the account's email is not verified yet (403; SPEC §13).
     EmailNotVerified,
+    /// The right password of an account with TOTP on, without a second factor (403,
+    /// SPEC §14): the problem also carries `mfa_token`.
+    MfaRequired,
 }
 
 impl OAuthError {
@@ -77,6 +86,7 @@ impl OAuthError {
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
             OAuthError::EmailNotVerified => "email_not_verified",
+            OAuthError::MfaRequired => "mfa_required",
         }
     }
 
@@ -100,14 +110,32 @@ impl OAuthError {
 struct Rendered {
     detail: String,
     errors: Option<Vec<FieldError>>,
+    /// The problem's own code, which wins over the one its status implies.
+    code: Option<OAuthError>,
+    mfa_token: Option<String>,
 }
 
 /// A problem response with the given status and detail.
 pub fn problem(status: StatusCode, detail: &str, errors: Option<&[FieldError]>) -> Response {
-    let mut resp = render(status, detail, errors, None);
+    let mut resp = render(status, detail, errors, None, None);
     resp.extensions_mut().insert(Rendered {
         detail: detail.to_owned(),
         errors: errors.map(<[FieldError]>::to_vec),
+        code: None,
+        mfa_token: None,
+    });
+    resp
+}
+
+/// The 403 of SPEC §14: `error: "mfa_required"` and the second step's `mfa_token`.
+fn mfa_required(status: StatusCode, detail: &str, mfa_token: &str) -> Response {
+    let code = Some(OAuthError::MfaRequired);
+    let mut resp = render(status, detail, None, code, Some(mfa_token));
+    resp.extensions_mut().insert(Rendered {
+        detail: detail.to_owned(),
+        errors: None,
+        code,
+        mfa_token: Some(mfa_token.to_owned()),
     });
     resp
 }
@@ -117,6 +145,7 @@ fn render(
     detail: &str,
     errors: Option<&[FieldError]>,
     error: Option<OAuthError>,
+    mfa_token: Option<&str>,
 ) -> Response {
     let body = Problem {
         kind: "about:blank",
@@ -125,6 +154,7 @@ fn render(
         detail,
         errors,
         error: error.map(OAuthError::as_str),
+        mfa_token,
     };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(json.into());
@@ -142,7 +172,9 @@ pub fn with_oauth_error(resp: Response, code: Option<OAuthError>) -> Response {
     let Some(rendered) = resp.extensions().get::<Rendered>().cloned() else {
         return resp;
     };
-    let code = code.unwrap_or_else(|| OAuthError::for_status(status));
+    let code = code
+        .or(rendered.code)
+        .unwrap_or_else(|| OAuthError::for_status(status));
     let (mut parts, _) = resp.into_parts();
     // Rendered once: an endpoint's own code is not overwritten by the route's wrapper.
     parts.extensions.remove::<Rendered>();
@@ -151,6 +183,7 @@ pub fn with_oauth_error(resp: Response, code: Option<OAuthError>) -> Response {
         &rendered.detail,
         rendered.errors.as_deref(),
         Some(code),
+        rendered.mfa_token.as_deref(),
     );
     parts
         .headers
@@ -213,6 +246,11 @@ pub fn from_error(err: &Error) -> Response {
             problem(status, &capitalize(&err.to_string()), None),
             Some(OAuthError::EmailNotVerified),
         ),
+        Error::MfaRequired { mfa_token } => mfa_required(
+            status,
+            "A second factor is required: send a TOTP or recovery code with this mfa_token.",
+            &mfa_token.0,
+        ),
         other => problem(status, &capitalize(&other.to_string()), None),
     };
     let headers = resp.headers_mut();
@@ -224,7 +262,7 @@ pub fn from_error(err: &Error) -> Response {
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
         }
-        Error::MissingToken | Error::InvalidCredentials => {
+        Error::MissingToken | Error::InvalidCredentials | Error::InvalidSecondFactor => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         Error::RateLimited { retry_after } | Error::Busy { retry_after } => {

@@ -57,6 +57,9 @@ label_enum! {
         Verify => "/api/v1/auth/verify",
         Recover => "/api/v1/auth/recover",
         Reset => "/api/v1/auth/reset",
+        MfaTotp => "/api/v1/auth/mfa/totp",
+        MfaTotpConfirm => "/api/v1/auth/mfa/totp/confirm",
+        MfaRecoveryCodes => "/api/v1/auth/mfa/recovery-codes",
         Jwks => "/.well-known/jwks.json",
         AuthorizationServer => "/.well-known/oauth-authorization-server",
         OpenApi => "/openapi.json",
@@ -97,6 +100,9 @@ label_enum! {
         Failure => "failure",
         /// Refused because the account is locked (SPEC §10), the right password too.
         Locked => "locked",
+        /// The right password of an account with TOTP on, without a second factor:
+        /// the 403 `mfa_required` (SPEC §14).
+        MfaRequired => "mfa_required",
     }
 }
 
@@ -165,8 +171,8 @@ impl Route {
         }
         let path = path.strip_suffix('/').unwrap_or(path);
 
-        // The longest known route has five segments; a longer path is no route.
-        let mut segments = [""; 5];
+        // The longest known route has six segments; a longer path is no route.
+        let mut segments = [""; 6];
         let mut len = 0;
         for segment in path.split('/') {
             if segment.is_empty() || len == segments.len() {
@@ -193,6 +199,9 @@ impl Route {
             },
             ["api", "v1", "auth", "verify", "request"] => Route::VerifyRequest,
             ["api", "v1", "auth", "sessions", _id] => Route::Session,
+            ["api", "v1", "auth", "mfa", "totp"] => Route::MfaTotp,
+            ["api", "v1", "auth", "mfa", "totp", "confirm"] => Route::MfaTotpConfirm,
+            ["api", "v1", "auth", "mfa", "recovery-codes"] => Route::MfaRecoveryCodes,
             [".well-known", "jwks.json"] => Route::Jwks,
             [".well-known", "oauth-authorization-server"] => Route::AuthorizationServer,
             ["openapi.json"] => Route::OpenApi,
@@ -212,8 +221,11 @@ impl LimitedEndpoint {
             Route::Register => Some(LimitedEndpoint::Register),
             Route::Token => Some(LimitedEndpoint::Token),
             Route::Refresh => Some(LimitedEndpoint::Refresh),
-            Route::Password => Some(LimitedEndpoint::Password),
             Route::VerifyRequest | Route::Recover => Some(LimitedEndpoint::Email),
+            // The MFA endpoints take the password API's quota.
+            Route::Password | Route::MfaTotp | Route::MfaTotpConfirm | Route::MfaRecoveryCodes => {
+                Some(LimitedEndpoint::Password)
+            }
             _ => None,
         }
     }

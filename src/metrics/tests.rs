@@ -44,6 +44,15 @@ fn every_known_endpoint_maps_to_its_template() {
         ("/api/v1/auth/verify", "/api/v1/auth/verify"),
         ("/api/v1/auth/recover", "/api/v1/auth/recover"),
         ("/api/v1/auth/reset", "/api/v1/auth/reset"),
+        ("/api/v1/auth/mfa/totp", "/api/v1/auth/mfa/totp"),
+        (
+            "/api/v1/auth/mfa/totp/confirm",
+            "/api/v1/auth/mfa/totp/confirm",
+        ),
+        (
+            "/api/v1/auth/mfa/recovery-codes",
+            "/api/v1/auth/mfa/recovery-codes",
+        ),
         ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         (
             "/.well-known/oauth-authorization-server",

@@ -45,6 +45,13 @@ pub enum AuditKind {
     /// A reset message was queued, or an operator issued a reset link.
     PasswordResetRequested,
     PasswordReset,
+    /// TOTP confirmed (SPEC §14).
+    MfaEnabled,
+    /// TOTP removed, by its user or an operator (`user mfa-reset`).
+    MfaDisabled,
+    /// A wrong second-factor code.
+    MfaFailed,
+    RecoveryCodeUsed,
 }
 
 impl AuditKind {
@@ -69,6 +76,10 @@ impl AuditKind {
             AuditKind::EmailVerified => "email_verified",
             AuditKind::PasswordResetRequested => "password_reset_requested",
             AuditKind::PasswordReset => "password_reset",
+            AuditKind::MfaEnabled => "mfa_enabled",
+            AuditKind::MfaDisabled => "mfa_disabled",
+            AuditKind::MfaFailed => "mfa_failed",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }
@@ -265,6 +276,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 19);
+        assert_eq!(AuditKind::value_variants().len(), 23);
     }
 }

@@ -18,7 +18,8 @@
 //! - [`lifetime`]: how long a session may live and when a replayed refresh token may
 //!   still get its successor (grace mode);
 //! - [`sessions`]: the sessions API and logout scopes; [`password`]: password change;
-//! - [`lockout`]: per-account lockout; [`audit`]: the audit log.
+//! - [`lockout`]: per-account lockout; [`audit`]: the audit log;
+//! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step).
 
 pub mod audit;
 pub mod email;
@@ -27,6 +28,7 @@ pub mod keys;
 mod lifetime;
 pub mod lockout;
 mod metrics;
+pub mod mfa;
 pub mod password;
 mod revocation;
 pub mod sessions;
@@ -295,7 +297,8 @@ impl AuthService {
     // ----- sessions ------------------------------------------------------------
 
     /// Logs in by username or email (case-insensitively). Every failure is the same
-    /// [`Error::InvalidCredentials`] after the same bcrypt work.
+    /// [`Error::InvalidCredentials`] after the same bcrypt work. An account with TOTP
+    /// on needs `code` too, or answers [`Error::MfaRequired`] (see [`mfa`]).
     ///
     /// The attempt runs to its end in a task of its own: a client that hangs up
     /// mid-login drops only its wait for the answer, never the lockout bookkeeping
@@ -306,13 +309,27 @@ impl AuthService {
         login: &str,
         password: &str,
     ) -> Result<TokenPair> {
+        self.login_with_code(ctx, login, password, None).await
+    }
+
+    /// [`AuthService::login`] with the second factor's `code` in the same request
+    /// (one-step clients, SPEC §14); ignored for an account without TOTP.
+    pub async fn login_with_code(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        login: &str,
+        password: &str,
+        code: Option<&str>,
+    ) -> Result<TokenPair> {
         let this = Arc::clone(self);
         let ctx = ctx.clone();
         let login = login.to_owned();
         let password = secrecy::SecretString::from(password);
+        let code = code.map(secrecy::SecretString::from);
         tokio::spawn(async move {
             use secrecy::ExposeSecret;
-            this.login_attempt(&ctx, &login, password.expose_secret())
+            let code = code.as_ref().map(|c| c.expose_secret());
+            this.login_attempt(&ctx, &login, password.expose_secret(), code)
                 .await
         })
         .await
@@ -324,6 +341,7 @@ impl AuthService {
         ctx: &RequestContext,
         login: &str,
         password: &str,
+        code: Option<&str>,
     ) -> Result<TokenPair> {
         let plausible = login.len() <= Email::MAX_LEN
             && !login.contains('\0')
@@ -356,13 +374,19 @@ impl AuthService {
                 return Err(e);
             }
         };
-        let (user, verified_hash) = match found {
+        let (user, verified_hash, amr) = match found {
             Some(c) if gate == Gate::Locked => {
                 tracing::info!(user_id = c.user.id.0, "login refused: account locked");
                 self.audit(ctx, Audit::new(AuditKind::LoginLocked).user(&c.user))
                     .await;
                 self.metrics.login(LoginResult::Locked);
                 return Err(Error::InvalidCredentials);
+            }
+            Some(c) if verified && c.user.is_active && c.user.mfa_enabled => {
+                let amr = self
+                    .login_second_factor(ctx, gate, &c.user, &c.password_hash, code)
+                    .await?;
+                (c.user, c.password_hash, amr)
             }
             Some(c) if verified && c.user.is_active => {
                 self.lockout_done(ctx, gate, &c.user, Checked::Right)
@@ -375,7 +399,7 @@ impl AuthService {
                     self.audit(ctx, event).await;
                     return Err(Error::EmailNotVerified);
                 }
-                (c.user, c.password_hash)
+                (c.user, c.password_hash, mfa::AMR_PWD)
             }
             Some(c) => {
                 let reason = if verified {
@@ -402,6 +426,18 @@ impl AuthService {
                 return Err(self.failed_login());
             }
         };
+        self.start_session(ctx, user, &verified_hash, amr).await
+    }
+
+    /// Creates the session of a login whose every factor checked out, for the user
+    /// as verified (`verified_hash`), with its `amr` (space-separated).
+    pub(crate) async fn start_session(
+        &self,
+        ctx: &RequestContext,
+        user: User,
+        verified_hash: &str,
+        amr: &str,
+    ) -> Result<TokenPair> {
         let now = Utc::now();
         let family = FamilyId::new();
         let refresh = RefreshToken::generate();
@@ -409,7 +445,7 @@ impl AuthService {
             .store
             .create_family(
                 user.id,
-                &verified_hash,
+                verified_hash,
                 family,
                 &refresh.digest(),
                 now,
@@ -425,14 +461,19 @@ impl AuthService {
             );
             return Err(self.failed_login());
         }
-        tracing::info!(user_id = user.id.0, family_id = %family, "login");
+        if amr != mfa::AMR_PWD {
+            // Before any token exists: a failure here leaves a session that claims less.
+            self.store.family_set_amr(family, amr).await?;
+        }
+        tracing::info!(user_id = user.id.0, family_id = %family, amr, "login");
         self.metrics.login(LoginResult::Success);
         self.touch_session(ctx, family, now).await;
         let event = Audit::new(AuditKind::LoginSucceeded)
             .user(&user)
-            .family(family);
+            .family(family)
+            .detail("amr", amr);
         self.audit(ctx, event).await;
-        self.pair(user.id, family, refresh, now)
+        self.pair(user.id, family, refresh, amr, now)
     }
 
     /// The user behind an access token, if its session is alive and the user active.
@@ -472,7 +513,7 @@ impl AuthService {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 self.metrics.refresh(RefreshResult::Grace);
-                return self.pair(user, family, successor, now);
+                return self.pair(user, family, successor, &rec.amr, now);
             }
             return self.reuse_detected(ctx, tx, &rec, now).await;
         }
@@ -492,7 +533,7 @@ impl AuthService {
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
         self.metrics.refresh(RefreshResult::Rotated);
         self.touch_session(ctx, family, now).await;
-        self.pair(user, family, successor, now)
+        self.pair(user, family, successor, &rec.amr, now)
     }
 
     fn within_grace(&self, rec: &RefreshRecord, now: DateTime<Utc>) -> bool {
@@ -610,10 +651,12 @@ impl AuthService {
     pub async fn prune(&self) -> Result<PruneReport> {
         let now = Utc::now();
         let report = self.store.prune(now, now - self.refresh_ttl()).await?;
+        let mfa_tokens = self.store.mfa_prune(now).await?;
         // At debug: the caller (housekeeping, `token prune`) reports it once.
         tracing::debug!(
             tokens = report.tokens,
             families = report.families,
+            mfa_tokens,
             "pruned expired rows"
         );
         Ok(report)
@@ -681,11 +724,13 @@ impl AuthService {
         user: UserId,
         family: FamilyId,
         refresh: RefreshToken,
+        amr: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
         let jwt = self.jwt();
+        let amr: Vec<&str> = amr.split_whitespace().collect();
         Ok(TokenPair {
-            access_token: jwt.issue(user, family, now)?,
+            access_token: jwt.issue_with_amr(user, family, &amr, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
             expires_in: jwt.ttl().as_secs(),

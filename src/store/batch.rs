@@ -128,7 +128,8 @@ fn build(n: usize) -> String {
     format!(
         "WITH req (n, fid, uid, kid) AS (VALUES {}) \
          SELECT CAST(req.n AS BIGINT) AS n, u.id, u.email, u.username, u.is_active, \
-         u.created_at, u.email_verified, f.revoked_at AS family_revoked_at, \
+         u.created_at, u.email_verified, EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id \
+         AND m.confirmed_at IS NOT NULL) AS mfa_enabled, f.revoked_at AS family_revoked_at, \
          EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = req.kid \
          AND k.state = 'retired') AS key_retired \
          FROM req JOIN token_families f ON f.id = req.fid \
@@ -190,6 +191,7 @@ mod tests {
                     is_active: true,
                     created_at: chrono::Utc::now(),
                     email_verified: false,
+                    mfa_enabled: false,
                 },
                 family_revoked_at: None,
                 key_retired: false,

@@ -20,6 +20,8 @@ pub mod audit;
 #[macro_use]
 pub mod lockout;
 #[macro_use]
+pub mod mfa;
+#[macro_use]
 pub mod sessions;
 mod batch;
 #[macro_use]
@@ -52,6 +54,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// The account proved it receives mail at its address (SPEC §13).
     pub email_verified: bool,
+    /// Whether TOTP is on (SPEC §14); queries that do not select it read false.
+    #[sqlx(default)]
+    pub mfa_enabled: bool,
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -101,6 +106,8 @@ pub struct RefreshRecord {
     /// from here.
     pub family_created_at: DateTime<Utc>,
     pub family_revoked_at: Option<DateTime<Utc>>,
+    /// The session's RFC 8176 methods, space-separated (`pwd`, `pwd otp`).
+    pub amr: String,
 }
 
 /// A refresh-token family (session).
@@ -164,6 +171,7 @@ pub trait Store:
     + keys::KeyStore
     + audit::AuditStore
     + lockout::LockoutStore
+    + mfa::MfaStore
     + sessions::SessionStore
     + email::EmailStore
     + Send

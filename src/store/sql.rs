@@ -8,11 +8,19 @@ macro_rules! refresh_select_sql {
     () => {
         "SELECT rt.family_id, f.user_id, u.username, u.is_active AS user_active, \
          rt.issued_at, rt.expires_at, rt.rotated_at, rt.revoked_at, \
-         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at \
+         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, f.amr \
          FROM refresh_tokens rt \
          JOIN token_families f ON f.id = rt.family_id \
          JOIN users u ON u.id = f.user_id \
          WHERE rt.digest = $1"
+    };
+}
+
+/// Whether a `users` row has TOTP on (SPEC §14), as the `mfa_enabled` column.
+macro_rules! mfa_enabled_sql {
+    () => {
+        "EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = users.id \
+         AND m.confirmed_at IS NOT NULL) AS mfa_enabled"
     };
 }
 
@@ -56,15 +64,15 @@ macro_rules! sql_store {
             use $crate::domain::UserRef;
             match user {
                 UserRef::Id(id) => (
-                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE id = $1",
+                    concat!("SELECT id, email, username, is_active, created_at, email_verified, ", mfa_enabled_sql!(), " FROM users WHERE id = $1"),
                     UserKey::Id(*id),
                 ),
                 UserRef::Email(e) => (
-                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE email_norm = $1",
+                    concat!("SELECT id, email, username, is_active, created_at, email_verified, ", mfa_enabled_sql!(), " FROM users WHERE email_norm = $1"),
                     UserKey::Text($crate::domain::email::login_key(e)),
                 ),
                 UserRef::Username(u) => (
-                    "SELECT id, email, username, is_active, created_at, email_verified FROM users WHERE username_norm = $1",
+                    concat!("SELECT id, email, username, is_active, created_at, email_verified, ", mfa_enabled_sql!(), " FROM users WHERE username_norm = $1"),
                     UserKey::Text(u.to_ascii_lowercase()),
                 ),
             }
@@ -191,8 +199,8 @@ macro_rules! sql_store {
                 login_norm: &str,
             ) -> $crate::error::Result<Option<$crate::store::UserCredentials>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, email, username, is_active, created_at, email_verified, password_hash FROM users \
-                     WHERE username_norm = $1 OR email_norm = $1",
+                    concat!("SELECT id, email, username, is_active, created_at, email_verified, password_hash, ",
+                     mfa_enabled_sql!(), " FROM users WHERE username_norm = $1 OR email_norm = $1"),
                 )
                 .bind(login_norm)
                 .fetch_optional(&self.pool)
@@ -214,7 +222,8 @@ macro_rules! sql_store {
 
             async fn list_users(&self, limit: i64) -> $crate::error::Result<Vec<$crate::store::User>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, email, username, is_active, created_at, email_verified FROM users ORDER BY id LIMIT $1",
+                    concat!("SELECT id, email, username, is_active, created_at, email_verified, ", mfa_enabled_sql!(),
+                     " FROM users ORDER BY id LIMIT $1"),
                 )
                 .bind(limit)
                 .fetch_all(&self.pool)
@@ -485,6 +494,8 @@ macro_rules! sql_store {
             ) -> $crate::error::Result<Option<$crate::store::SessionUser>> {
                 Ok(sqlx::query_as(
                     "SELECT u.id, u.email, u.username, u.is_active, u.created_at, u.email_verified, \
+                     EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id \
+                     AND m.confirmed_at IS NOT NULL) AS mfa_enabled, \
                      f.revoked_at AS family_revoked_at, \
                      EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
                      AND k.state = 'retired') AS key_retired FROM token_families f \

@@ -123,6 +123,7 @@ email_nfc_store!(
     "(email GLOB '*[^ -~]*' OR email_norm GLOB '*[^ -~]*')"
 );
 email_store!(SqliteStore, Sqlite, begin_immediate, "");
+mfa_store!(SqliteStore, begin_immediate);
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! Access tokens: JWTs with `sub`, `iat`, `exp`, `jti`, `iss` and `sid` (the refresh
+//! Access tokens: JWTs with `sub`, `iat`, `exp`, `jti`, `iss`, `amr` and `sid` (the refresh
 //! family), signed with HMAC (HS*) or an asymmetric key (EdDSA/ES256, see
 //! [`super::signing`]). Validation pins each key's own algorithm, requires every
 //! claim, checks the issuer and allows at most [`LEEWAY_SECS`] of clock skew.
@@ -27,6 +27,10 @@ pub struct AccessClaims {
     pub jti: String,
     pub iss: String,
     pub sid: String,
+    /// RFC 8176 authentication methods of the session's login: `["pwd"]`, or
+    /// `["pwd", "otp"]` after a second factor. Absent from tokens issued before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 impl AccessClaims {
@@ -266,8 +270,19 @@ impl JwtKeys {
         self.verifiers.contains_key(&kid.map(str::to_owned))
     }
 
-    /// Signs a new access token for `user` in session `family`.
+    /// Signs a new access token for `user` in session `family`, a password login's.
     pub fn issue(&self, user: UserId, family: FamilyId, now: DateTime<Utc>) -> Result<String> {
+        self.issue_with_amr(user, family, &["pwd"], now)
+    }
+
+    /// Signs a new access token whose `amr` claim is `amr` (RFC 8176).
+    pub fn issue_with_amr(
+        &self,
+        user: UserId,
+        family: FamilyId,
+        amr: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let iat = now.timestamp();
         let claims = AccessClaims {
             sub: user.0.to_string(),
@@ -276,6 +291,7 @@ impl JwtKeys {
             jti: Uuid::new_v4().to_string(),
             iss: self.issuer.clone(),
             sid: family.0.to_string(),
+            amr: amr.iter().map(|m| (*m).to_owned()).collect(),
         };
         let signed = match &self.signer {
             Some(Signer::Hmac { kid, alg, encoding }) => {

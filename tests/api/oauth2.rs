@@ -128,7 +128,7 @@ async fn an_oauth2_client_logs_in_refreshes_and_revokes_from_the_metadata_alone(
     assert_eq!(meta["issuer"], app.settings.auth.issuer);
     assert_eq!(
         meta["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token"])
+        serde_json::json!(["password", "refresh_token", "urn:authctl:grant-type:mfa"])
     );
     assert_eq!(
         meta["token_endpoint_auth_methods_supported"],

@@ -31,6 +31,7 @@ use crate::http::filters::get;
 use crate::http::listener;
 use crate::http::problem::from_error;
 use crate::http::state::{AppState, Site};
+use crate::service::mfa::MFA_GRANT;
 
 pub const PATH: &str = "/.well-known/oauth-authorization-server";
 const TOKEN_PATH: &str = "/api/v1/auth/token";
@@ -43,7 +44,7 @@ pub struct AuthorizationServerMetadata {
     /// The `iss` of every access token (`auth.issuer`).
     #[schema(example = "https://auth.example.com")]
     pub issuer: String,
-    /// `POST`: the password and refresh grants.
+    /// `POST`: the password, refresh and MFA grants.
     #[schema(example = "https://auth.example.com/api/v1/auth/token")]
     pub token_endpoint: String,
     /// The public keys that verify access tokens (empty with an HMAC algorithm).
@@ -52,8 +53,9 @@ pub struct AuthorizationServerMetadata {
     /// `POST`: RFC 7009 revocation.
     #[schema(example = "https://auth.example.com/api/v1/auth/revoke")]
     pub revocation_endpoint: String,
-    /// `["password", "refresh_token"]`.
-    pub grant_types_supported: [&'static str; 2],
+    /// `["password", "refresh_token", "urn:authctl:grant-type:mfa"]`: the last is a
+    /// login's second step (SPEC §14).
+    pub grant_types_supported: [&'static str; 3],
     /// `["none"]`: clients do not authenticate (public clients).
     pub token_endpoint_auth_methods_supported: [&'static str; 1],
     /// `["none"]`, likewise.
@@ -69,7 +71,7 @@ impl AuthorizationServerMetadata {
             token_endpoint: format!("{base}{TOKEN_PATH}"),
             jwks_uri: format!("{base}{JWKS_PATH}"),
             revocation_endpoint: format!("{base}{REVOKE_PATH}"),
-            grant_types_supported: ["password", "refresh_token"],
+            grant_types_supported: ["password", "refresh_token", MFA_GRANT],
             token_endpoint_auth_methods_supported: ["none"],
             revocation_endpoint_auth_methods_supported: ["none"],
             response_types_supported: [],

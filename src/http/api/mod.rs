@@ -13,6 +13,8 @@
 //! - [`sessions`]: `GET /api/v1/auth/sessions`, `DELETE /api/v1/auth/sessions/{id}`;
 //! - [`logout`]: `POST /api/v1/auth/logout` (Bearer, with a scope);
 //! - [`password`]: `POST /api/v1/auth/password` (Bearer);
+//! - [`mfa`]: `/api/v1/auth/mfa/…` (Bearer): TOTP enrolment, confirmation, recovery
+//!   codes, disable;
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`jwks`]: `GET /.well-known/jwks.json`;
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
@@ -26,6 +28,7 @@ pub mod jwks;
 pub mod logout;
 pub mod me;
 pub mod metadata;
+pub mod mfa;
 pub mod oauth;
 pub mod password;
 pub mod refresh;
@@ -62,6 +65,8 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(password::route(state))
         .unify()
+        .or(mfa::route(state))
+        .unify()
         .or(health::routes(state))
         .unify()
         .or(jwks::route(state))
@@ -79,7 +84,7 @@ mod tests {
     use super::refresh::RefreshRequest;
     use super::register::RegisterRequest;
     use super::revoke::RevocationForm;
-    use super::token::{LoginForm, RefreshGrant};
+    use super::token::{LoginForm, MfaGrant, RefreshGrant};
     use crate::http::filters::Body;
 
     /// The names a body's `FIELDS` list, in order, against the fields its schema
@@ -106,5 +111,8 @@ mod tests {
         assert_listed_as_documented::<RefreshGrant>();
         assert_listed_as_documented::<RevocationForm>();
         assert_listed_as_documented::<super::password::PasswordChange>();
+        assert_listed_as_documented::<MfaGrant>();
+        assert_listed_as_documented::<super::mfa::TotpEnrol>();
+        assert_listed_as_documented::<super::mfa::MfaCode>();
     }
 }

@@ -28,6 +28,9 @@ pub struct UserResponse {
     /// Whether the account proved it receives mail at its address (SPEC §13).
     #[schema(example = false)]
     pub email_verified: bool,
+    /// Whether the account logs in with a second factor (TOTP, SPEC §14).
+    #[schema(example = false)]
+    pub mfa_enabled: bool,
 }
 
 impl From<User> for UserResponse {
@@ -38,6 +41,7 @@ impl From<User> for UserResponse {
             username: u.username,
             is_active: u.is_active,
             email_verified: u.email_verified,
+            mfa_enabled: u.mfa_enabled,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `POST /api/v1/auth/token`: the OAuth2 token endpoint. The password grant (no
 //! `grant_type`, or `password`) logs in; the refresh grant (`refresh_token`, RFC 6749
-//! §6) rotates a refresh token exactly as `/refresh` does, on `/refresh`'s rate limit.
+//! §6) rotates a refresh token exactly as `/refresh` does, on `/refresh`'s rate limit;
+//! the MFA grant (`urn:authctl:grant-type:mfa`, SPEC §14) is a login's second step,
+//! on the login's rate limit.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,13 +18,14 @@ use super::oauth;
 use super::reply::{json, respond};
 use crate::error::Error;
 use crate::http::docs::responses::{
-    BadCredentials, BadRequest, LengthRequired, PayloadTooLarge, TooManyRequests, Unavailable,
-    UnsupportedMediaType, ValidationFailed,
+    BadCredentials, BadRequest, LengthRequired, MfaRequired, PayloadTooLarge, TooManyRequests,
+    Unavailable, UnsupportedMediaType, ValidationFailed,
 };
 use crate::http::filters::{self, Body, Field, Fields, Form, post, take};
 use crate::http::problem::{OAuthError, with_oauth_error};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
+use crate::service::mfa::MFA_GRANT;
 use crate::service::{RequestContext, TokenPair};
 
 /// `POST /api/v1/auth/token`: the OAuth2 password form.
@@ -61,6 +64,13 @@ pub struct TokenRequest {
     /// Refresh grant: the refresh token to rotate.
     #[schema(nullable = false)]
     refresh_token: Option<String>,
+    /// MFA grant: the `mfa_token` of the 403 `mfa_required` answer.
+    #[schema(nullable = false)]
+    mfa_token: Option<String>,
+    /// MFA grant: a TOTP code (6 digits) or a recovery code. Password grant, for an
+    /// account with TOTP on: the same, to log in in one step.
+    #[schema(nullable = false, example = "123456")]
+    code: Option<String>,
 }
 
 /// The grants this endpoint supports.
@@ -70,6 +80,8 @@ pub struct TokenRequest {
 enum GrantType {
     Password,
     RefreshToken,
+    #[schema(rename = "urn:authctl:grant-type:mfa")]
+    Mfa,
 }
 
 /// The refresh grant's fields besides `grant_type` (RFC 6749 §6).
@@ -84,10 +96,29 @@ impl Body for RefreshGrant {
     const FIELDS: &'static [Field] = &[Field::of::<String>("refresh_token")];
 }
 
+/// The MFA grant's fields besides `grant_type` (SPEC §14).
+#[derive(Deserialize, ToSchema)]
+pub struct MfaGrant {
+    /// The `mfa_token` of the password grant's 403 `mfa_required` answer.
+    pub mfa_token: String,
+    /// A TOTP code or a recovery code.
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+impl Body for MfaGrant {
+    /// Any strings: a wrong code or token is a 401 (`invalid_grant`), not a 422.
+    const FIELDS: &'static [Field] = &[
+        Field::of::<String>("mfa_token"),
+        Field::of::<String>("code"),
+    ];
+}
+
 /// What a token request asks for, by its `grant_type`.
 enum Grant {
     Password,
     RefreshToken,
+    Mfa,
     /// Any other value: 400 `unsupported_grant_type`.
     Unsupported,
 }
@@ -97,6 +128,7 @@ impl Grant {
         match form.get("grant_type") {
             None | Some("password") => Grant::Password,
             Some("refresh_token") => Grant::RefreshToken,
+            Some(MFA_GRANT) => Grant::Mfa,
             Some(_) => Grant::Unsupported,
         }
     }
@@ -106,7 +138,7 @@ impl Grant {
     fn quota(&self) -> Endpoint {
         match self {
             Grant::RefreshToken => Endpoint::Refresh,
-            Grant::Password | Grant::Unsupported => Endpoint::Login,
+            Grant::Password | Grant::Mfa | Grant::Unsupported => Endpoint::Login,
         }
     }
 }
@@ -141,8 +173,16 @@ async fn token(
         let pair = match grant {
             Grant::Password => {
                 let login = form.body::<LoginForm>()?;
+                // Optional, so not one of the form's `FIELDS`: any string.
+                let code = form.get("code");
                 service
-                    .login(&ctx, &login.username, &login.password)
+                    .login_with_code(&ctx, &login.username, &login.password, code)
+                    .await?
+            }
+            Grant::Mfa => {
+                let grant = form.body::<MfaGrant>()?;
+                service
+                    .login_mfa(&ctx, &grant.mfa_token, &grant.code)
                     .await?
             }
             Grant::RefreshToken => {
@@ -151,7 +191,8 @@ async fn token(
             }
             Grant::Unsupported => {
                 let problem = respond(Err(Error::MalformedBody(
-                    "grant_type must be password or refresh_token".into(),
+                    "grant_type must be password, refresh_token or urn:authctl:grant-type:mfa"
+                        .into(),
                 )));
                 return Ok(with_oauth_error(
                     problem,
@@ -177,8 +218,15 @@ async fn token(
         wrong password, inactive user — is the same 401. Rate limited per client IP \
         (default 10 per minute). **Refresh grant** (`grant_type=refresh_token`, RFC 6749 \
         §6): rotates `refresh_token` exactly as `/api/v1/auth/refresh` does, on its rate \
-        limit (default 20 per minute). Any other `grant_type` is a 400 with `error: \
-        \"unsupported_grant_type\"`. Other OAuth2 fields (`scope`, `client_id`, \
+        limit (default 20 per minute). **Two-factor login** (SPEC §14): for an account with \
+        TOTP on, the right password without `code` is a 403 with `error: \"mfa_required\"` \
+        and an `mfa_token` (single use, 5 minutes), and no tokens; then \
+        `grant_type=urn:authctl:grant-type:mfa` with `mfa_token` and `code` (a TOTP or \
+        recovery code) gives the token pair, whose access token has `amr: [\"pwd\", \"otp\"]`. \
+        A wrong code is a 401 `invalid_grant` and counts towards the account's lockout; \
+        five wrong codes spend the `mfa_token`. The password grant may carry `code` itself \
+        (one step; a wrong code is then the generic 401). Any other `grant_type` is a 400 \
+        with `error: \"unsupported_grant_type\"`. Other OAuth2 fields (`scope`, `client_id`, \
         `client_secret`) are ignored; a field given twice is a 422 naming it. Error \
         bodies carry RFC 6749 §5.2's `error` member (`invalid_grant` on 401, \
         `invalid_request` on a malformed or missing field).",
@@ -186,7 +234,9 @@ async fn token(
         content = TokenRequest,
         content_type = "application/x-www-form-urlencoded",
         description = "Form-encoded, at most 16 KiB: `username` and `password` (password \
-            grant), or `grant_type=refresh_token` and `refresh_token`.",
+            grant; `code` too for one-step two-factor login), `grant_type=refresh_token` and \
+            `refresh_token`, or `grant_type=urn:authctl:grant-type:mfa`, `mfa_token` and \
+            `code`.",
     ),
     responses(
         (status = 200, description = "Logged in: a new session (token family).", body = TokenPair,
@@ -202,6 +252,7 @@ async fn token(
         ),
         (status = 400, response = BadRequest),
         (status = 401, response = BadCredentials),
+        (status = 403, response = MfaRequired),
         (status = 411, response = LengthRequired),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

@@ -77,6 +77,10 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         api::email::verify,
         api::email::recover,
         api::email::reset,
+        api::mfa::enrol,
+        api::mfa::confirm,
+        api::mfa::recovery_codes,
+        api::mfa::disable,
         api::health::liveness,
         api::health::readiness,
         api::health::startup,
@@ -100,6 +104,11 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             api::email::VerifyRequest,
             api::email::ResetRequest,
             api::email::Accepted,
+            api::token::MfaGrant,
+            api::mfa::TotpEnrol,
+            api::mfa::MfaCode,
+            crate::service::mfa::Enrolment,
+            crate::service::mfa::RecoveryCodes,
             crate::service::sessions::SessionView,
             crate::service::sessions::LogoutScope,
             UserResponse,
@@ -120,13 +129,15 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             responses::UnsupportedMediaType,
             responses::ValidationFailed,
             responses::TooManyRequests,
-            responses::Unavailable
+            responses::Unavailable,
+            responses::MfaRequired
         )
     ),
     modifiers(&BearerScheme, &PasswordFlow, &RetryAfterHeader, &RequestIdHeader),
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions."),
         (name = "email", description = "Email verification and password recovery (delivered through a durable outbox)."),
+        (name = "mfa", description = "The caller's second factor: TOTP and recovery codes."),
         (name = "health", description = "Probes for orchestrators and load balancers."),
         (name = "docs", description = "This document and its viewers, served from the binary."),
     )

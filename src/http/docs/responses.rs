@@ -85,3 +85,20 @@ pub struct TooManyRequests(pub Problem<'static>);
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct Unavailable(pub Problem<'static>);
+
+/// The right password of an account with TOTP on, without a second factor (SPEC §14):
+/// `error` is `mfa_required` and `mfa_token` (single use, valid 5 minutes) goes with a
+/// code to `grant_type=urn:authctl:grant-type:mfa`. No tokens are issued.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    example = json!({
+        "type": "about:blank",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "A second factor is required: send a TOTP or recovery code with this mfa_token.",
+        "error": "mfa_required",
+        "mfa_token": "Zk3q9yH2bqVn7ZkQyR0sT1uV2wX3yZ4a5B6c7D8e9F0"
+    })
+)]
+pub struct MfaRequired(pub Problem<'static>);

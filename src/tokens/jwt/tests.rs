@@ -62,6 +62,7 @@ fn claims(exp_in: i64) -> AccessClaims {
         jti: Uuid::new_v4().to_string(),
         iss: ISS.into(),
         sid: FamilyId::new().0.to_string(),
+        amr: vec!["pwd".into()],
     }
 }
 
