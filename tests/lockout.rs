@@ -65,7 +65,8 @@ async fn a_login_whose_client_hangs_up_mid_hash_still_leaves_a_lock_that_ends(ba
     let app = spawn_app(&backend, |s| {
         s.auth.bcrypt_cost = 12;
         s.auth.lockout_threshold = 2;
-        s.auth.lockout_duration = Duration::from_secs(2);
+        // Long enough for the checks below on a loaded machine.
+        s.auth.lockout_duration = Duration::from_secs(6);
     })
     .await;
     register(&app, "cut").await;
@@ -79,7 +80,7 @@ async fn a_login_whose_client_hangs_up_mid_hash_still_leaves_a_lock_that_ends(ba
     assert_eq!(app.login("cut", PASSWORD).await.status(), 401);
     // …and accepted once it ran out.
     tokio::time::sleep(
-        Duration::from_secs(2).saturating_sub(locked_at.elapsed()) + Duration::from_millis(300),
+        Duration::from_secs(6).saturating_sub(locked_at.elapsed()) + Duration::from_millis(300),
     )
     .await;
     assert_eq!(app.login("cut", PASSWORD).await.status(), 200);
@@ -161,7 +162,7 @@ async fn a_server_killed_mid_login_leaves_a_lock_that_ends(backend: Backend) {
         .env("AUTHCTL_RATE_LIMIT_ENABLED", "false")
         .env("AUTHCTL_BCRYPT_COST", "4")
         .env("AUTHCTL_LOCKOUT_THRESHOLD", "1")
-        .env("AUTHCTL_LOCKOUT_DURATION", "2s")
+        .env("AUTHCTL_LOCKOUT_DURATION", "8s")
         .args(["serve", "--no-migrate"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -190,7 +191,7 @@ async fn a_server_killed_mid_login_leaves_a_lock_that_ends(backend: Backend) {
     // the lock's duration.
     let app = support::spawn_app_on(db, |s| {
         s.auth.lockout_threshold = 1;
-        s.auth.lockout_duration = Duration::from_secs(2);
+        s.auth.lockout_duration = Duration::from_secs(8);
         s.auth.hash_queue_timeout = Duration::from_millis(300);
     })
     .await;
@@ -201,7 +202,7 @@ async fn a_server_killed_mid_login_leaves_a_lock_that_ends(backend: Backend) {
         "still locked"
     );
     tokio::time::sleep(
-        Duration::from_secs(2).saturating_sub(killed_at.elapsed()) + Duration::from_millis(300),
+        Duration::from_secs(8).saturating_sub(killed_at.elapsed()) + Duration::from_millis(300),
     )
     .await;
     assert_eq!(app.login("kill", PASSWORD).await.status(), 200);
@@ -243,8 +244,10 @@ async fn thirty_concurrent_right_logins_at_threshold_three_all_succeed(backend: 
 async fn failures_across_locks_lock_for_good_until_unlocked(backend: Backend) {
     let app = spawn_app(&backend, |s| {
         s.auth.lockout_threshold = 2;
-        s.auth.lockout_duration = Duration::from_secs(1);
-        s.auth.lockout_max_duration = Duration::from_secs(1);
+        // Locks of 3 s: long enough that the refused attempts below land inside one
+        // on a loaded machine.
+        s.auth.lockout_duration = Duration::from_secs(3);
+        s.auth.lockout_max_duration = Duration::from_secs(3);
         s.auth.lockout_permanent_after = 4;
     })
     .await;
@@ -259,15 +262,15 @@ async fn failures_across_locks_lock_for_good_until_unlocked(backend: Backend) {
     let state = show(&app, "perm");
     assert_eq!(state["consecutive_failures"], 2, "{state}");
     assert_eq!(state["permanently_locked"], false);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     for _ in 0..2 {
         assert_eq!(app.login("perm", "not-the-password").await.status(), 401);
     }
     let state = show(&app, "perm");
     assert_eq!(state["permanently_locked"], true, "{state}");
     assert_eq!(state["consecutive_failures"], 4);
-    // Long past the lock's duration: still locked.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Past the lock's duration: still locked.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(app.login("perm", PASSWORD).await.status(), 401);
     let out = authctl(&app.db.url)
         .args(["user", "unlock", "perm", "--output", "json"])
@@ -282,7 +285,12 @@ async fn failures_across_locks_lock_for_good_until_unlocked(backend: Backend) {
 }
 
 async fn a_password_change_whose_client_hangs_up_still_ends_the_other_sessions(backend: Backend) {
-    let app = spawn_app(&backend, |s| s.auth.bcrypt_cost = 12).await;
+    // Lockout off: the polls below with the new password fail until the change lands.
+    let app = spawn_app(&backend, |s| {
+        s.auth.bcrypt_cost = 12;
+        s.auth.lockout_threshold = 0;
+    })
+    .await;
     let (access, _) = app.user_with_tokens("hang").await;
     let (other_access, other_refresh) = {
         let r = app.login("hang", PASSWORD).await;

@@ -119,6 +119,15 @@ pub fn register_request(target: &Target, username: &str) -> Request<Full<Bytes>>
     )
 }
 
+pub fn recover_request(target: &Target, email: &str) -> Request<Full<Bytes>> {
+    post(
+        target,
+        "/api/v1/auth/recover",
+        "application/json",
+        json!({ "email": email }).to_string(),
+    )
+}
+
 pub fn refresh_request(target: &Target, token: &str) -> Request<Full<Bytes>> {
     post(
         target,

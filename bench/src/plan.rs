@@ -80,6 +80,9 @@ pub enum Scenario {
     LoginFlood,
     /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
     Register,
+    /// `/api/v1/auth/recover` for a known and for unknown addresses (one insert, no
+    /// mail server in the request): the two latencies side by side
+    Recover,
     /// concurrent refresh-token rotation chains
     Refresh,
     /// logins over quota (429s) with the memory and the database rate-limit store
@@ -99,6 +102,7 @@ impl Scenario {
             Scenario::LivenessUnderLogin => "liveness-under-login",
             Scenario::LoginFlood => "login-flood",
             Scenario::Register => "register",
+            Scenario::Recover => "recover",
             Scenario::Refresh => "refresh",
             Scenario::LoginLimited => "login-limited",
             Scenario::PruneUnderMe => "prune-under-me",

@@ -25,6 +25,9 @@ pub struct Report {
     pub under_login_logins: Stats,
     pub flood: Flood,
     pub register: Stats,
+    /// `/recover` for the bench user's address, and for unknown ones.
+    pub recover_known: Stats,
+    pub recover_unknown: Stats,
     pub refresh: Stats,
     pub refresh_wall: Duration,
     pub chains: usize,
@@ -56,6 +59,8 @@ impl Report {
             &self.flood.logins,
             &self.flood.probes,
             &self.register,
+            &self.recover_known,
+            &self.recover_unknown,
             &self.refresh,
         ]
         .iter()
@@ -371,6 +376,21 @@ impl Report {
                 &self.register,
                 "",
             );
+        }
+        if plan.runs(Scenario::Recover) {
+            for (name, stats) in [
+                ("recover (known)", &self.recover_known),
+                ("recover (unknown)", &self.recover_unknown),
+            ] {
+                row(
+                    &mut out,
+                    name,
+                    "8 conns",
+                    rate(stats.rate(), "req/s"),
+                    stats,
+                    "",
+                );
+            }
         }
         if plan.runs(Scenario::Refresh) {
             row(

@@ -12,7 +12,7 @@ use serde_json::json;
 use authctl_testkit::pg::Cluster;
 
 use crate::client::{
-    Target, call, connect, get, login_request, register_request, send, token_field,
+    Target, call, connect, get, login_request, recover_request, register_request, send, token_field,
 };
 use crate::load::{
     Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load,
@@ -328,6 +328,41 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         );
     }
 
+    // recover: the known address (throttled after its first message: the same one
+    // transaction either way) and unknown ones, one after the other.
+    let (mut recover_known, mut recover_unknown) = (Stats::default(), Stats::default());
+    if plan.runs(Scenario::Recover) {
+        eprintln!("recover: 8 connections, a known address, then unknown ones …");
+        let (t, known) = (target.clone(), format!("{user}@bench.example"));
+        recover_known = run_load(
+            &target,
+            plan,
+            8,
+            StatusCode::ACCEPTED,
+            Arc::new(move |_, _| recover_request(&t, &known)),
+        )
+        .await;
+        let (t, p) = (target.clone(), prefix.clone());
+        recover_unknown = run_load(
+            &target,
+            plan,
+            8,
+            StatusCode::ACCEPTED,
+            Arc::new(move |c, seq| {
+                recover_request(&t, &format!("nobody_{p}_{c}_{seq}@bench.example"))
+            }),
+        )
+        .await;
+        for (address, stats) in [("known", &recover_known), ("unknown", &recover_unknown)] {
+            emit(
+                backend,
+                Scenario::Recover,
+                stats,
+                json!({"connections": 8, "address": address}),
+            );
+        }
+    }
+
     // refresh: concurrent rotation chains.
     let (mut refresh, mut refresh_wall, mut broken_chains, mut unfinished_chains) =
         (Stats::default(), Duration::ZERO, 0, 0);
@@ -385,6 +420,8 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         under_login_logins,
         flood,
         register,
+        recover_known,
+        recover_unknown,
         refresh,
         refresh_wall,
         chains: plan.chains,
