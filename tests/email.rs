@@ -24,6 +24,7 @@ on_both_backends!(
     an_unverified_account_with_the_right_password_is_403_when_verification_is_required,
     without_email_the_requests_are_501_and_reset_links_still_work,
     email_test_and_email_outbox_from_the_cli,
+    two_servers_on_one_database_send_each_message_once,
 );
 
 const FROM: &str = "authctl <no-reply@example.com>";
@@ -565,5 +566,60 @@ async fn email_test_and_email_outbox_from_the_cli(backend: Backend) {
         .unwrap();
     assert!(out.status.code().is_some());
     assert_eq!(stdout_json(&outbox), serde_json::json!([]));
+    app.shutdown().await;
+}
+
+async fn two_servers_on_one_database_send_each_message_once(backend: Backend) {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let app = spawn_app(&backend, with_email(&sink)).await;
+    // A second server, with its own sender, on the same database.
+    let second = authctl::server::spawn(app.settings.clone(), Default::default())
+        .await
+        .expect("a second server starts");
+    let second_url = format!("http://{}", second.addr);
+    let n = 12;
+    for i in 0..n {
+        let r = app
+            .register(
+                &format!("twin{i}@example.com"),
+                &format!("twin{i}"),
+                PASSWORD,
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    // Half the reset requests through each server: both senders race for every message.
+    for i in 0..n {
+        let base = if i % 2 == 0 {
+            app.base.clone()
+        } else {
+            second_url.clone()
+        };
+        let r = app
+            .client
+            .post(format!("{base}/api/v1/auth/recover"))
+            .json(&serde_json::json!({ "email": format!("twin{i}@example.com") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    // n verification messages (register) and n reset messages, each exactly once.
+    sink.wait_for(2 * n, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2 * n, "no message twice");
+    let ids: std::collections::BTreeSet<String> = messages
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(ids.len(), 2 * n, "every Message-ID once");
+    second.shutdown().await.expect("clean shutdown");
     app.shutdown().await;
 }

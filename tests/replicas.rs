@@ -607,9 +607,12 @@ async fn housekeeping_runs_on_one_replica_per_period_and_another_takes_over_when
         "one run per 300 ms period in 1.5 s, not three: {}",
         first.len()
     );
+    // Times are taken as each run ends, so two gaps differ by the difference of two
+    // runs' lengths (tens of ms on a loaded machine); two replicas running in one
+    // period would be a gap of a few ms.
     for pair in first.windows(2) {
         assert!(
-            pair[1].1 - pair[0].1 >= Duration::from_millis(290),
+            pair[1].1 - pair[0].1 >= Duration::from_millis(200),
             "{first:?}"
         );
     }
