@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use super::DatabaseUrl;
 use crate::error::{Error, Result};
@@ -62,7 +62,9 @@ async fn vacuum_into(options: SqliteConnectOptions, target: &str) -> Result<()> 
     let options = options
         .read_only(true)
         .create_if_missing(false)
-        .busy_timeout(std::time::Duration::from_secs(5));
+        .busy_timeout(std::time::Duration::from_secs(5))
+        // One VACUUM INTO of a large file is long by nature, not a slow query.
+        .disable_statement_logging();
     let mut conn = SqliteConnection::connect_with(&options).await?;
     sqlx::query("VACUUM INTO $1")
         .bind(target)

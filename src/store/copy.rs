@@ -22,7 +22,7 @@ use futures_util::{StreamExt, TryStreamExt, stream::BoxStream};
 use serde::Serialize;
 use sqlx::postgres::{PgConnectOptions, PgConnection, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{Access, DatabaseUrl, StoreOptions};
@@ -339,7 +339,9 @@ impl Conn {
         if url.is_postgres() {
             let options = PgConnectOptions::from_str(url.expose())
                 .map_err(|_| Error::config(format!("{url} is not a usable PostgreSQL URL")))?
-                .application_name("authctl db copy");
+                .application_name("authctl db copy")
+                // A table streamed whole is one long statement, not a slow query.
+                .disable_statement_logging();
             Ok(Conn::Pg(PgConnection::connect_with(&options).await?))
         } else {
             let options = SqliteConnectOptions::from_str(url.expose())
@@ -347,7 +349,8 @@ impl Conn {
                 .busy_timeout(std::time::Duration::from_secs(5))
                 .foreign_keys(true)
                 .read_only(read_only)
-                .create_if_missing(false);
+                .create_if_missing(false)
+                .disable_statement_logging();
             Ok(Conn::Sqlite(
                 SqliteConnection::connect_with(&options).await?,
             ))
