@@ -35,6 +35,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
             cand email 'email'
+            cand db 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -453,6 +454,46 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;email;help;help'= {
         }
+        &'authctl;db'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand backup 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+            cand copy 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;db;backup'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'authctl;db;copy'= {
+            cand --to 'The target database: sqlite://PATH or postgres://… (it must hold no user) [env: AUTHCTL_COPY_TO, which keeps a password out of the process list]'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;db;help'= {
+            cand backup 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+            cand copy 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;db;help;backup'= {
+        }
+        &'authctl;db;help;copy'= {
+        }
+        &'authctl;db;help;help'= {
+        }
         &'authctl;completions'= {
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -488,6 +529,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
             cand email 'email'
+            cand db 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
             cand completions 'Print a shell completion script'
             cand openapi 'Print the OpenAPI document (no server needed)'
             cand generate-assets 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -576,6 +618,14 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;email;test'= {
         }
         &'authctl;help;email;outbox'= {
+        }
+        &'authctl;help;db'= {
+            cand backup 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+            cand copy 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'
+        }
+        &'authctl;help;db;backup'= {
+        }
+        &'authctl;help;db;copy'= {
         }
         &'authctl;help;completions'= {
         }

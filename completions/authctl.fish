@@ -40,6 +40,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "keys" -d 'List, rotate and retire the signing keys'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "email"
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "db" -d 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
@@ -372,6 +373,33 @@ complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_s
 complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "test" -d 'Send one test message now, synchronously (exit 1 with the server\'s reply)'
 complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "outbox" -d 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
 complete -c authctl -n "__fish_authctl_using_subcommand email; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -f -a "backup" -d 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -f -a "copy" -d 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and not __fish_seen_subcommand_from backup copy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from backup" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from backup" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from backup" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from backup" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from backup" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l to -d 'The target database: sqlite://PATH or postgres://… (it must hold no user) [env: AUTHCTL_COPY_TO, which keeps a password out of the process list]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from copy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "backup" -d 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "copy" -d 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'
+complete -c authctl -n "__fish_authctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand completions" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
@@ -391,19 +419,20 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "email"
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "email"
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "db" -d 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit health keys config email db completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
@@ -426,3 +455,5 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Validate the configuration and print the effective settings, secrets redacted'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from email" -f -a "test" -d 'Send one test message now, synchronously (exit 1 with the server\'s reply)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from email" -f -a "outbox" -d 'List the outbox: id, kind, recipient, state, attempts, next try, last error'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "backup" -d 'Write a consistent copy of the SQLite database to FILE while the server runs (mode 0600; an existing FILE is refused). PostgreSQL: use pg_dump'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "copy" -d 'Copy every table of this database into the empty database at --to (SQLite ↔ PostgreSQL), migrating it first'

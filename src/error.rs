@@ -122,6 +122,14 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// exit 1 (500 if it ever reached HTTP): a command refused to run as asked
+    /// (`db backup` on PostgreSQL, or over an existing file), with what to do instead.
+    #[error("{message}")]
+    Refused {
+        message: String,
+        hint: Option<&'static str>,
+    },
+
     /// 500 / exit 1: anything else; the cause chain is logged, never sent to a client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -176,7 +184,9 @@ impl Error {
             Error::Unavailable(_) | Error::NotReady(_) | Error::Busy { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Error::Config(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Config(_) | Error::Internal(_) | Error::Refused { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -205,6 +215,7 @@ impl Error {
             | Error::MfaRequired { .. }
             | Error::Busy { .. }
             | Error::NotReady(_)
+            | Error::Refused { .. }
             | Error::Internal(_) => exit::FAILURE,
         }
     }
@@ -220,6 +231,7 @@ impl Error {
             }
             Error::NotFound(_) => Some("`authctl user list` shows existing users"),
             Error::Conflict(_) => Some("choose another email or username"),
+            Error::Refused { hint, .. } => *hint,
             Error::InvalidToken(_) => {
                 Some("the token is unknown, expired, revoked or not signed by this server's key")
             }

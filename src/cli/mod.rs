@@ -3,6 +3,7 @@
 
 mod audit;
 mod config_check;
+mod db;
 mod email;
 mod health;
 mod keys;
@@ -83,6 +84,9 @@ pub enum Command {
     Config(config_check::ConfigCommand),
     #[command(subcommand)]
     Email(email::EmailCommand),
+    /// Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Print the OpenAPI document (no server needed)
@@ -233,6 +237,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
         Command::Audit(cmd) => audit::run(&settings, cmd).await,
         Command::Email(cmd) => email::run(&settings, cmd).await,
+        Command::Db(cmd) => db::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),
     }
 }

@@ -23,7 +23,9 @@ pub mod lockout;
 pub mod mfa;
 #[macro_use]
 pub mod sessions;
+pub mod backup;
 mod batch;
+pub mod copy;
 #[macro_use]
 pub mod email_nfc;
 mod lane;
