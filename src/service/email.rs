@@ -244,7 +244,12 @@ impl AuthService {
             .await?
             .ok_or(Error::InvalidEmailToken)?;
         let account = self.find_user(&crate::domain::UserRef::Id(user)).await?;
-        self.check_password(new_password, &account.username, &account.email)?;
+        self.check_password(
+            "new_password",
+            new_password,
+            &account.username,
+            &account.email,
+        )?;
         let hash = self.hasher.hash(new_password).await?;
         let done = self
             .store()

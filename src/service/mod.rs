@@ -181,16 +181,17 @@ impl AuthService {
     }
 
     /// Refuses a new password the policy does not allow for this account: a 422 (or
-    /// exit 2) naming `password`, with the reason.
+    /// exit 2) naming `field`, with the reason.
     pub(crate) fn check_password(
         &self,
+        field: &str,
         password: &Password,
         username: &str,
         email: &str,
     ) -> Result<()> {
         self.policy
             .check(password, username, email)
-            .map_err(|reason| Error::validation("password", reason))
+            .map_err(|reason| Error::validation(field, reason))
     }
 
     // ----- users ---------------------------------------------------------------
@@ -245,7 +246,7 @@ impl AuthService {
         password: &Password,
         active: bool,
     ) -> Result<User> {
-        self.check_password(password, username.as_str(), email.as_str())?;
+        self.check_password("password", password, username.as_str(), email.as_str())?;
         let password_hash = self.hasher.hash(password).await?;
         let user = self
             .store
@@ -305,7 +306,7 @@ impl AuthService {
     /// Sets a new password and revokes all of the user's sessions.
     pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
-        self.check_password(password, &found.username, &found.email)?;
+        self.check_password("password", password, &found.username, &found.email)?;
         let hash = self.hasher.hash(password).await?;
         let change = PasswordChange {
             user: found.id,

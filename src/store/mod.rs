@@ -23,6 +23,8 @@ pub mod lockout;
 pub mod mfa;
 #[macro_use]
 pub mod sessions;
+#[macro_use]
+pub mod import;
 mod batch;
 #[macro_use]
 pub mod email_nfc;
@@ -174,6 +176,7 @@ pub trait Store:
     + mfa::MfaStore
     + sessions::SessionStore
     + email::EmailStore
+    + import::ImportStore
     + Send
     + Sync
     + 'static
