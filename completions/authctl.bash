@@ -208,6 +208,12 @@ _authctl() {
             authctl__subcmd__help__subcmd__user,enable)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__enable"
                 ;;
+            authctl__subcmd__help__subcmd__user,export)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__export"
+                ;;
+            authctl__subcmd__help__subcmd__user,import)
+                cmd="authctl__subcmd__help__subcmd__user__subcmd__import"
+                ;;
             authctl__subcmd__help__subcmd__user,list)
                 cmd="authctl__subcmd__help__subcmd__user__subcmd__list"
                 ;;
@@ -292,8 +298,14 @@ _authctl() {
             authctl__subcmd__user,enable)
                 cmd="authctl__subcmd__user__subcmd__enable"
                 ;;
+            authctl__subcmd__user,export)
+                cmd="authctl__subcmd__user__subcmd__export"
+                ;;
             authctl__subcmd__user,help)
                 cmd="authctl__subcmd__user__subcmd__help"
+                ;;
+            authctl__subcmd__user,import)
+                cmd="authctl__subcmd__user__subcmd__import"
                 ;;
             authctl__subcmd__user,list)
                 cmd="authctl__subcmd__user__subcmd__list"
@@ -331,8 +343,14 @@ _authctl() {
             authctl__subcmd__user__subcmd__help,enable)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__enable"
                 ;;
+            authctl__subcmd__user__subcmd__help,export)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__export"
+                ;;
             authctl__subcmd__user__subcmd__help,help)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__help"
+                ;;
+            authctl__subcmd__user__subcmd__help,import)
+                cmd="authctl__subcmd__user__subcmd__help__subcmd__import"
                 ;;
             authctl__subcmd__user__subcmd__help,list)
                 cmd="authctl__subcmd__user__subcmd__help__subcmd__list"
@@ -478,7 +496,7 @@ _authctl() {
                     return 0
                     ;;
                 --kind)
-                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset mfa_enabled mfa_disabled mfa_failed recovery_code_used" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset mfa_enabled mfa_disabled mfa_failed recovery_code_used user_imported" -- "${cur}"))
                     return 0
                     ;;
                 --since)
@@ -1401,7 +1419,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user)
-            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link"
+            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link import export"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1457,6 +1475,34 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__user__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__user__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__user__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2097,7 +2143,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__user)
-            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help"
+            opts="-h --config --database-url --log-level --log-format --help add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link import export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2270,8 +2316,38 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__user__subcmd__export)
+            opts="-h --with-hashes --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__user__subcmd__help)
-            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link help"
+            opts="add list disable enable delete set-password show unlock mfa-reset sessions verify reset-link import export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2340,7 +2416,35 @@ _authctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        authctl__subcmd__user__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         authctl__subcmd__user__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2459,6 +2563,44 @@ _authctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__user__subcmd__import)
+            opts="-h --on-conflict --dry-run --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --on-conflict)
+                    COMPREPLY=($(compgen -W "skip update error" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -80,6 +80,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
+            cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
+            cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
@@ -195,6 +197,26 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'authctl;user;import'= {
+            cand --on-conflict 'What a line matching an existing account (by email or username) does'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --dry-run 'Check every line and report what would happen; write nothing'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;export'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --with-hashes 'Include the password hashes'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -208,6 +230,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
+            cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
+            cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -233,6 +257,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;verify'= {
         }
         &'authctl;user;help;reset-link'= {
+        }
+        &'authctl;user;help;import'= {
+        }
+        &'authctl;user;help;export'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -552,6 +580,8 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand sessions 'List a user''s live sessions'
             cand verify 'Mark a user''s email address verified'
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
+            cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
+            cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
         }
         &'authctl;help;user;add'= {
         }
@@ -576,6 +606,10 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;user;verify'= {
         }
         &'authctl;help;user;reset-link'= {
+        }
+        &'authctl;help;user;import'= {
+        }
+        &'authctl;help;user;export'= {
         }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'

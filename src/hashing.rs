@@ -1,6 +1,8 @@
-//! Password hashing off the async runtime: bcrypt runs on tokio's blocking pool, at
-//! most one job per CPU at a time, so a flood of logins queues here instead of
-//! starving the runtime's workers (and `/health/liveness` stays fast).
+//! Password hashing off the async runtime: bcrypt or Argon2id (SPEC §16) runs on
+//! tokio's blocking pool, at most one job per CPU at a time, so a flood of logins
+//! queues here instead of starving the runtime's workers (and `/health/liveness`
+//! stays fast). With Argon2id, that bound is also the memory bound: at most
+//! `cores × auth.argon2_memory_kib` of hashing memory at any moment.
 //!
 //! A slot is held by the blocking job itself, not by the request waiting for it: a
 //! client that disconnects mid-login drops its request, but the hash it started goes
@@ -8,12 +10,18 @@
 //! (`auth.hash_queue_timeout`): past it the request gets a 503 with `Retry-After`.
 //!
 //! The queue is observed here (SPEC §11): how many hashes wait for a slot, how many
-//! gave up waiting, and how long each bcrypt run took once it had one.
+//! gave up waiting, and how long each hash run took once it had one.
+//!
+//! [`format`]: the stored formats, verification of any of them, `needs_rehash`.
+
+pub mod format;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+
+pub use format::{HashConfig, PasswordHash};
 
 use crate::domain::Password;
 use crate::error::{Error, Result};
@@ -21,38 +29,31 @@ use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Hasher {
-    cost: u32,
+    config: HashConfig,
     permits: Arc<Semaphore>,
     queue_timeout: Duration,
-    /// A hash of a random password at the configured cost: what an unknown user's
-    /// login is verified against, so it costs the same as a known user's.
+    /// A hash of nothing at the configured algorithm and cost: what an unknown
+    /// user's login is verified against, so it costs the same as a known user's.
     dummy_hash: Arc<String>,
     /// Where the queue and the hash timings are counted ([`Hasher::with_metrics`]).
     metrics: Metrics,
 }
 
 impl Hasher {
-    /// Builds the hasher. The dummy hash is made at the cheapest cost and then
-    /// relabelled with the configured cost: verifying against it costs a full
-    /// configured-cost bcrypt run (and fails), yet startup pays almost nothing.
-    /// `queue_timeout` bounds how long a hash waits for a free slot.
-    pub fn new(cost: u32, queue_timeout: Duration) -> Result<Self> {
+    /// Builds the hasher for `config`; `queue_timeout` bounds how long a hash waits
+    /// for a free slot.
+    pub fn new(config: HashConfig, queue_timeout: Duration) -> Result<Self> {
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_slots(cost, queue_timeout, parallelism)
+        Self::with_slots(config, queue_timeout, parallelism)
     }
 
-    fn with_slots(cost: u32, queue_timeout: Duration, slots: usize) -> Result<Self> {
+    fn with_slots(config: HashConfig, queue_timeout: Duration, slots: usize) -> Result<Self> {
+        config.validate().map_err(Error::Config)?;
         let permits = Arc::new(Semaphore::new(slots));
-        let random = crate::tokens::keys::SecretKey::generate();
-        let cheap = bcrypt::non_truncating_hash(&random.expose_str()[..32], 4).map_err(|e| {
-            Error::Internal(anyhow::Error::new(e).context("preparing the dummy hash"))
-        })?;
-        let dummy_hash = match cheap.strip_prefix("$2b$04$") {
-            Some(rest) => format!("$2b${cost:02}${rest}"),
-            None => cheap,
-        };
+        let dummy_hash = format::dummy_hash(config)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("preparing the dummy hash: {e}")))?;
         Ok(Hasher {
-            cost,
+            config,
             permits,
             queue_timeout,
             dummy_hash: Arc::new(dummy_hash),
@@ -67,51 +68,59 @@ impl Hasher {
         self
     }
 
+    pub fn config(&self) -> HashConfig {
+        self.config
+    }
+
+    /// The longest password the configured algorithm takes whole (72 bytes for
+    /// bcrypt, 256 for Argon2id).
+    pub fn max_password_bytes(&self) -> usize {
+        self.config.max_password_bytes()
+    }
+
     pub async fn hash(&self, password: &Password) -> Result<String> {
-        let password = password.clone();
-        let cost = self.cost;
+        self.hash_str(secrecy::SecretString::from(password.expose()))
+            .await
+    }
+
+    /// Hashes a password already verified (a rehash at login).
+    pub async fn hash_str(&self, password: secrecy::SecretString) -> Result<String> {
+        let config = self.config;
         self.run_blocking(move || {
-            hash_exact(password.expose(), cost)
-                .map_err(|e| Error::Internal(anyhow::Error::new(e).context("hashing a password")))
+            use secrecy::ExposeSecret;
+            config
+                .hash(password.expose_secret())
+                .map_err(|e| Error::Internal(anyhow::anyhow!("hashing a password: {e}")))
         })
         .await
     }
 
-    /// Verifies `password` against `hash`; `None` verifies against the dummy hash and
-    /// always fails, in the same time. A corrupt stored hash is a failed login.
+    /// Whether a stored hash that just verified should be replaced by a fresh one
+    /// (another algorithm or other parameters), given the password's length: a
+    /// password over bcrypt's 72 bytes is never rehashed to bcrypt.
+    pub fn needs_rehash(&self, stored: &str, password_len: usize) -> bool {
+        password_len <= self.max_password_bytes()
+            && PasswordHash::parse(stored).is_some_and(|h| h.needs_rehash(self.config))
+    }
+
+    /// Verifies `password` against `hash`, in any supported format; `None`, or a hash
+    /// in no supported format (an imported account without a password), verifies
+    /// against the dummy hash and fails, in the same time.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool> {
-        let known = hash.is_some();
-        let hash = hash.map_or_else(|| self.dummy_hash.as_str().to_owned(), str::to_owned);
+        let known = hash.is_some_and(|h| PasswordHash::parse(h).is_some());
+        let hash = match hash {
+            Some(h) if known => h.to_owned(),
+            _ => self.dummy_hash.as_str().to_owned(),
+        };
         let password = secrecy::SecretString::from(password);
         let ok = self
             .run_blocking(move || {
                 use secrecy::ExposeSecret;
-                Ok(verify_exact(password.expose_secret(), &hash))
+                Ok(PasswordHash::verify(password.expose_secret(), &hash))
             })
             .await?;
         Ok(known && ok)
     }
-}
-
-// bcrypt reads at most 72 bytes. The crate's non-truncating functions refuse a
-// password of exactly 72 bytes too (they count the C string's NUL terminator, which
-// bcrypt drops at that length anyway), so a 72-byte password takes the plain function:
-// all of its bytes are used. Anything longer is refused, never cut.
-fn hash_exact(password: &str, cost: u32) -> Result<String, bcrypt::BcryptError> {
-    if password.len() == Password::MAX_BYTES {
-        bcrypt::hash(password, cost)
-    } else {
-        bcrypt::non_truncating_hash(password, cost)
-    }
-}
-
-fn verify_exact(password: &str, hash: &str) -> bool {
-    let result = if password.len() == Password::MAX_BYTES {
-        bcrypt::verify(password, hash)
-    } else {
-        bcrypt::non_truncating_verify(password, hash)
-    };
-    result.unwrap_or(false)
 }
 
 impl Hasher {
@@ -186,7 +195,12 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_slot_busy_the_next_hash_waits_then_gets_a_503() {
-        let hasher = Hasher::with_slots(4, Duration::from_millis(200), 2).unwrap();
+        let hasher = Hasher::with_slots(
+            HashConfig::Bcrypt { cost: 4 },
+            Duration::from_millis(200),
+            2,
+        )
+        .unwrap();
         let running = Arc::new(Running::default());
         let busy: Vec<_> = (0..2)
             .map(|_| {
@@ -223,9 +237,13 @@ mod tests {
     #[tokio::test]
     async fn the_queue_is_observed_waiting_rejected_and_timed() {
         let metrics = Metrics::new();
-        let hasher = Hasher::with_slots(4, Duration::from_millis(300), 1)
-            .unwrap()
-            .with_metrics(metrics.clone());
+        let hasher = Hasher::with_slots(
+            HashConfig::Bcrypt { cost: 4 },
+            Duration::from_millis(300),
+            1,
+        )
+        .unwrap()
+        .with_metrics(metrics.clone());
         let running = Arc::new(Running::default());
         let busy = {
             let (h, job) = (hasher.clone(), running.job(Duration::from_millis(800)));
@@ -253,7 +271,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_request_keeps_its_slot_until_its_hash_ends() {
-        let hasher = Hasher::with_slots(4, Duration::from_secs(10), 1).unwrap();
+        let hasher =
+            Hasher::with_slots(HashConfig::Bcrypt { cost: 4 }, Duration::from_secs(10), 1).unwrap();
         let running = Arc::new(Running::default());
         // The first hash starts, then its request is dropped (a client that gave up).
         let first = {
@@ -286,16 +305,96 @@ mod tests {
 
     #[test]
     fn a_72_byte_password_is_hashed_whole_and_a_73rd_byte_is_refused() {
+        let bcrypt = HashConfig::Bcrypt { cost: 4 };
         let p72 = "a".repeat(72);
-        let h = hash_exact(&p72, 4).unwrap();
-        assert!(verify_exact(&p72, &h));
+        let h = bcrypt.hash(&p72).unwrap();
+        assert!(PasswordHash::verify(&p72, &h));
         let mut other = "a".repeat(71);
         other.push('b');
-        assert!(!verify_exact(&other, &h), "the 72nd byte counts");
-        assert!(hash_exact(&"a".repeat(73), 4).is_err());
+        assert!(!PasswordHash::verify(&other, &h), "the 72nd byte counts");
+        assert!(bcrypt.hash(&"a".repeat(73)).is_err());
         assert!(
-            !verify_exact(&"a".repeat(73), &h),
+            !PasswordHash::verify(&"a".repeat(73), &h),
             "no truncation at verify either"
         );
+    }
+
+    const ARGON2: HashConfig = HashConfig::Argon2id {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[test]
+    fn argon2id_hashes_are_phc_strings_and_take_256_bytes() {
+        let long = "é".repeat(128);
+        let h = ARGON2.hash(&long).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{h}");
+        assert!(PasswordHash::verify(&long, &h));
+        assert!(!PasswordHash::verify(&"é".repeat(127), &h));
+        assert!(ARGON2.hash(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn every_format_verifies_whatever_is_configured_and_rehash_follows_the_config() {
+        let b = HashConfig::Bcrypt { cost: 4 }
+            .hash("correct horse")
+            .unwrap();
+        let a = ARGON2.hash("correct horse").unwrap();
+        for h in [&b, &a] {
+            assert!(PasswordHash::verify("correct horse", h));
+            assert!(!PasswordHash::verify("correct horsf", h));
+        }
+        let (pb, pa) = (
+            PasswordHash::parse(&b).unwrap(),
+            PasswordHash::parse(&a).unwrap(),
+        );
+        assert!(!pb.needs_rehash(HashConfig::Bcrypt { cost: 4 }));
+        assert!(pb.needs_rehash(HashConfig::Bcrypt { cost: 5 }));
+        assert!(pb.needs_rehash(ARGON2));
+        assert!(!pa.needs_rehash(ARGON2));
+        assert!(pa.needs_rehash(HashConfig::Argon2id {
+            memory_kib: 128,
+            iterations: 1,
+            parallelism: 1
+        }));
+        assert!(pa.needs_rehash(HashConfig::Bcrypt { cost: 4 }));
+    }
+
+    #[test]
+    fn dummy_hashes_parse_as_configured_and_match_nothing() {
+        for config in [HashConfig::Bcrypt { cost: 12 }, ARGON2] {
+            let d = format::dummy_hash(config).unwrap();
+            let parsed = PasswordHash::parse(&d).unwrap();
+            assert!(!parsed.needs_rehash(config), "{d}");
+        }
+        let d = format::dummy_hash(ARGON2).unwrap();
+        assert!(!PasswordHash::verify("", &d));
+    }
+
+    #[test]
+    fn imports_refuse_costly_or_unknown_hashes() {
+        let ok = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        assert!(PasswordHash::check_import(ok).is_ok());
+        let costly = ok.replace("$12$", "$16$");
+        assert!(
+            PasswordHash::check_import(&costly)
+                .unwrap_err()
+                .contains("cost 16")
+        );
+        let m = "$argon2id$v=19$m=262145,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(
+            PasswordHash::check_import(m)
+                .unwrap_err()
+                .contains("memory")
+        );
+        let t = "$argon2id$v=19$m=65536,t=17,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(
+            PasswordHash::check_import(t)
+                .unwrap_err()
+                .contains("iterations")
+        );
+        assert!(PasswordHash::check_import("md5$abc").is_err());
+        assert!(PasswordHash::check_import("$2b$12$short").is_err());
     }
 }

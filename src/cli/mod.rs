@@ -10,6 +10,7 @@ mod keys;
 mod ops;
 mod output;
 mod token;
+mod transfer;
 mod user;
 
 use output::outln;
@@ -141,6 +142,10 @@ pub enum UserCommand {
     Verify(user::TargetArgs),
     /// Issue a password reset token for an operator to pass on (works without email)
     ResetLink(user::TargetArgs),
+    /// Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes
+    Import(transfer::ImportArgs),
+    /// Export users as JSON Lines (no password hashes unless --with-hashes)
+    Export(transfer::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]

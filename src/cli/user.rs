@@ -216,6 +216,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 }
             }
         }
+        UserCommand::Import(args) => return super::transfer::import(settings, args).await,
+        UserCommand::Export(args) => return super::transfer::export(settings, args).await,
         UserCommand::ResetLink(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
             let reset = service

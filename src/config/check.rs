@@ -68,6 +68,16 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
         "auth.access_token_ttl" => duration(s.auth.access_token_ttl),
         "auth.refresh_token_ttl" => duration(s.auth.refresh_token_ttl),
         "auth.bcrypt_cost" => s.auth.bcrypt_cost.to_string(),
+        "auth.password_hash" => s.auth.password_hash.as_str().into(),
+        "auth.argon2_memory_kib" => s.auth.argon2_memory_kib.to_string(),
+        "auth.argon2_iterations" => s.auth.argon2_iterations.to_string(),
+        "auth.argon2_parallelism" => s.auth.argon2_parallelism.to_string(),
+        "auth.password_min_length" => s.auth.password_min_length.to_string(),
+        "auth.password_blocklist_file" => s
+            .auth
+            .password_blocklist_file
+            .as_ref()
+            .map_or_else(|| "none".into(), |p| p.display().to_string()),
         "auth.refresh_reuse_grace_seconds" => s.auth.refresh_reuse_grace.as_secs().to_string(),
         "auth.issuer" => s.auth.issuer.clone(),
         "cors.allowed_origins" => match &s.cors {

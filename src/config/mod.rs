@@ -29,7 +29,9 @@ pub mod types;
 pub use crate::store::url::{DEFAULT_DATABASE_URL, DatabaseUrl};
 pub use crate::tokens::keys::SecretKey;
 pub use load::{documented_env, load, load_with};
-pub use types::{CorsOrigins, LimitStore, LogFormat, parse_bind, parse_duration};
+pub use types::{
+    CorsOrigins, LimitStore, LogFormat, PasswordHashAlgorithm, parse_bind, parse_duration,
+};
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "authctl.toml";
@@ -74,6 +76,16 @@ pub struct AuthSettings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub bcrypt_cost: u32,
+    /// `auth.password_hash`: bcrypt (default) or argon2id (SPEC §16).
+    pub password_hash: PasswordHashAlgorithm,
+    /// `auth.argon2_memory_kib`, `argon2_iterations`, `argon2_parallelism`.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// `auth.password_min_length`: in Unicode code points (SPEC §16).
+    pub password_min_length: u32,
+    /// `auth.password_blocklist_file`: the operator's own list, one a line.
+    pub password_blocklist_file: Option<PathBuf>,
     pub refresh_reuse_grace: Duration,
     /// Absolute lifetime of a session (token family), however often it is refreshed.
     pub session_max_lifetime: Duration,
@@ -148,6 +160,12 @@ impl Default for Settings {
                 access_token_ttl: Duration::from_secs(30 * 60),
                 refresh_token_ttl: Duration::from_secs(7 * 24 * 3600),
                 bcrypt_cost: 12,
+                password_hash: PasswordHashAlgorithm::Bcrypt,
+                argon2_memory_kib: 19_456,
+                argon2_iterations: 2,
+                argon2_parallelism: 1,
+                password_min_length: 8,
+                password_blocklist_file: None,
                 refresh_reuse_grace: Duration::ZERO,
                 session_max_lifetime: Duration::from_secs(30 * 24 * 3600),
                 issuer: "authctl".into(),

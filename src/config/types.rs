@@ -72,6 +72,34 @@ impl FromStr for LimitStore {
     }
 }
 
+/// `auth.password_hash`: what new password hashes are made with (SPEC §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PasswordHashAlgorithm {
+    #[default]
+    Bcrypt,
+    Argon2id,
+}
+
+impl PasswordHashAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordHashAlgorithm::Bcrypt => "bcrypt",
+            PasswordHashAlgorithm::Argon2id => "argon2id",
+        }
+    }
+}
+
+impl FromStr for PasswordHashAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bcrypt" => Ok(PasswordHashAlgorithm::Bcrypt),
+            "argon2id" => Ok(PasswordHashAlgorithm::Argon2id),
+            _ => Err(format!("must be 'bcrypt' or 'argon2id', got '{s}'")),
+        }
+    }
+}
+
 pub fn parse_u32_in(lo: u32, hi: u32) -> impl Fn(&str) -> Result<u32, String> {
     move |s| {
         let n: u32 = s

@@ -4,7 +4,7 @@
 
 pub mod email;
 mod ids;
-mod password;
+pub mod password;
 mod user;
 mod username;
 

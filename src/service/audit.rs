@@ -52,6 +52,8 @@ pub enum AuditKind {
     /// A wrong second-factor code.
     MfaFailed,
     RecoveryCodeUsed,
+    /// One `user import` run, with its counts (SPEC §16).
+    UserImported,
 }
 
 impl AuditKind {
@@ -59,6 +61,7 @@ impl AuditKind {
         match self {
             AuditKind::UserRegistered => "user_registered",
             AuditKind::UserCreated => "user_created",
+            AuditKind::UserImported => "user_imported",
             AuditKind::LoginSucceeded => "login_succeeded",
             AuditKind::LoginFailed => "login_failed",
             AuditKind::LoginLocked => "login_locked",

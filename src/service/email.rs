@@ -238,10 +238,18 @@ impl AuthService {
         let token = OpaqueToken::parse(raw.trim()).ok_or(Error::InvalidEmailToken)?;
         let digest = token.digest();
         // Checked before the slow hash, used (conditionally) after it.
-        self.store()
+        let user = self
+            .store()
             .token_check(&digest, Purpose::Reset, Utc::now())
             .await?
             .ok_or(Error::InvalidEmailToken)?;
+        let account = self.find_user(&crate::domain::UserRef::Id(user)).await?;
+        self.check_password(
+            "new_password",
+            new_password,
+            &account.username,
+            &account.email,
+        )?;
         let hash = self.hasher.hash(new_password).await?;
         let done = self
             .store()

@@ -40,9 +40,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::AuthSettings;
+use crate::domain::password::Policy;
 use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
 use crate::error::{Error, Result};
-use crate::hashing::Hasher;
+use crate::hashing::{HashConfig, Hasher};
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 use crate::store::{self, NewUser, PasswordChange, PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
@@ -106,6 +107,8 @@ pub struct Inspection {
 pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: Hasher,
+    /// What a new password must meet (SPEC §16).
+    policy: Policy,
     keys: keys::LoadedKeys,
     /// Keys grace-mode successors (SPEC §5), not the signing key: survives rotations.
     grace: SecretKey,
@@ -118,6 +121,39 @@ pub struct AuthService {
     outbox_wake: tokio::sync::Notify,
 }
 
+/// What new hashes are made with, from `auth.password_hash` and its parameters.
+pub fn hash_config(settings: &AuthSettings) -> HashConfig {
+    match settings.password_hash {
+        crate::config::PasswordHashAlgorithm::Bcrypt => HashConfig::Bcrypt {
+            cost: settings.bcrypt_cost,
+        },
+        crate::config::PasswordHashAlgorithm::Argon2id => HashConfig::Argon2id {
+            memory_kib: settings.argon2_memory_kib,
+            iterations: settings.argon2_iterations,
+            parallelism: settings.argon2_parallelism,
+        },
+    }
+}
+
+/// The password policy: `auth.password_min_length`, the algorithm's byte limit and
+/// `auth.password_blocklist_file` (read here, at startup; unreadable is exit 7).
+fn password_policy(settings: &AuthSettings, max_bytes: usize) -> Result<Policy> {
+    let min = usize::try_from(settings.password_min_length).unwrap_or(usize::MAX);
+    let policy = Policy::new(min, max_bytes);
+    match &settings.password_blocklist_file {
+        None => Ok(policy),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!(
+                    "auth.password_blocklist_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(policy.with_blocklist(&text))
+        }
+    }
+}
+
 impl AuthService {
     /// Builds the service on a migrated store: loads the signing keys (configured, or
     /// those in the database; [`keys::provision`] creates them) and prepares the
@@ -125,10 +161,12 @@ impl AuthService {
     pub async fn new(store: Arc<dyn Store>, settings: &AuthSettings) -> Result<Self> {
         let keys = keys::LoadedKeys::load(store.as_ref(), settings).await?;
         let grace = keys::grace_secret(store.as_ref()).await?;
-        let hasher = Hasher::new(settings.bcrypt_cost, settings.hash_queue_timeout)?;
+        let hasher = Hasher::new(hash_config(settings), settings.hash_queue_timeout)?;
+        let policy = password_policy(settings, hasher.max_password_bytes())?;
         Ok(AuthService {
             store,
             hasher,
+            policy,
             keys,
             grace,
             settings: settings.clone(),
@@ -140,6 +178,20 @@ impl AuthService {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Refuses a new password the policy does not allow for this account: a 422 (or
+    /// exit 2) naming `field`, with the reason.
+    pub(crate) fn check_password(
+        &self,
+        field: &str,
+        password: &Password,
+        username: &str,
+        email: &str,
+    ) -> Result<()> {
+        self.policy
+            .check(password, username, email)
+            .map_err(|reason| Error::validation(field, reason))
     }
 
     // ----- users ---------------------------------------------------------------
@@ -194,6 +246,7 @@ impl AuthService {
         password: &Password,
         active: bool,
     ) -> Result<User> {
+        self.check_password("password", password, username.as_str(), email.as_str())?;
         let password_hash = self.hasher.hash(password).await?;
         let user = self
             .store
@@ -253,6 +306,7 @@ impl AuthService {
     /// Sets a new password and revokes all of the user's sessions.
     pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
+        self.check_password("password", password, &found.username, &found.email)?;
         let hash = self.hasher.hash(password).await?;
         let change = PasswordChange {
             user: found.id,
@@ -426,7 +480,46 @@ impl AuthService {
                 return Err(self.failed_login());
             }
         };
-        self.start_session(ctx, user, &verified_hash, amr).await
+        let user_id = user.id;
+        let pair = self.start_session(ctx, user, &verified_hash, amr).await?;
+        // After the session: it was created for the hash that verified, and the
+        // rehash replaces that hash only if it is still the stored one.
+        self.rehash_later(user_id, &verified_hash, candidate);
+        Ok(pair)
+    }
+
+    /// Rehash on login (SPEC §16): a hash that verified but is of another algorithm
+    /// or other parameters than configured is replaced by a fresh one, in a task of
+    /// its own (the login does not wait for it), conditional on the old hash still
+    /// being stored, so it never undoes a concurrent password change.
+    fn rehash_later(&self, user: UserId, old_hash: &str, password: &str) {
+        if !self.hasher.needs_rehash(old_hash, password.len()) {
+            return;
+        }
+        let (hasher, store) = (self.hasher.clone(), Arc::clone(&self.store));
+        let old_hash = old_hash.to_owned();
+        let password = secrecy::SecretString::from(password);
+        tokio::spawn(async move {
+            let result = async {
+                let new_hash = hasher.hash_str(password).await?;
+                store
+                    .replace_password_hash(user, &old_hash, &new_hash)
+                    .await
+            }
+            .await;
+            match result {
+                Ok(true) => tracing::info!(
+                    user_id = user.0,
+                    algorithm = hasher.config().name(),
+                    "password rehashed"
+                ),
+                Ok(false) => tracing::info!(
+                    user_id = user.0,
+                    "rehash skipped: the password changed meanwhile"
+                ),
+                Err(e) => tracing::warn!(user_id = user.0, error = %e, "rehash failed"),
+            }
+        });
     }
 
     /// Creates the session of a login whose every factor checked out, for the user

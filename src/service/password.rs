@@ -83,6 +83,7 @@ impl AuthService {
             return Err(Error::Forbidden("the current password is not correct"));
         }
         self.lockout_done(ctx, gate, &user, Checked::Right).await?;
+        self.check_password("new_password", new, &user.username, &user.email)?;
         let hash = self.hasher.hash(new).await?;
         let change = PasswordChange {
             user: user.id,

@@ -24,6 +24,8 @@ pub mod mfa;
 #[macro_use]
 pub mod sessions;
 pub mod backup;
+#[macro_use]
+pub mod import;
 mod batch;
 pub mod copy;
 #[macro_use]
@@ -176,6 +178,7 @@ pub trait Store:
     + mfa::MfaStore
     + sessions::SessionStore
     + email::EmailStore
+    + import::ImportStore
     + Send
     + Sync
     + 'static
@@ -212,6 +215,10 @@ pub trait Store:
     /// `change.keep`) in one transaction: no request cancelled half-way leaves an old
     /// session alive beside the new password. `None`: no such user.
     async fn set_password_hash(&self, change: &PasswordChange<'_>) -> Result<Option<u64>>;
+    /// Rehash on login: `new` replaces `old` only if `old` is still the stored hash
+    /// (a concurrent password change wins). Sessions and the security stamp stay:
+    /// the password is the same. `false`: nothing replaced.
+    async fn replace_password_hash(&self, user: UserId, old: &str, new: &str) -> Result<bool>;
     async fn delete_user(&self, user: UserId) -> Result<bool>;
 
     /// Creates a session: a family and its first refresh token, atomically — but only

@@ -279,6 +279,23 @@ macro_rules! sql_store {
                 Ok(Some(revoked))
             }
 
+            async fn replace_password_hash(
+                &self,
+                user: $crate::domain::UserId,
+                old: &str,
+                new: &str,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+                )
+                .bind(user)
+                .bind(old)
+                .bind(new)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn delete_user(&self, user: $crate::domain::UserId) -> $crate::error::Result<bool> {
                 let r = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(user)
