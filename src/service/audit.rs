@@ -279,6 +279,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 23);
+        assert_eq!(AuditKind::value_variants().len(), 24);
     }
 }
