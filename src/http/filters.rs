@@ -129,6 +129,7 @@ pub fn context(
                 request_id: id.map(|id| id.0),
                 // Bounded: it is stored with every session.
                 user_agent: agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect()),
+                api_key: None,
             },
         )
 }

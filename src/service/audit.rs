@@ -52,6 +52,12 @@ pub enum AuditKind {
     /// A wrong second-factor code.
     MfaFailed,
     RecoveryCodeUsed,
+    /// An API key was created (SPEC §15).
+    ApikeyCreated,
+    ApikeyRevoked,
+    /// A user's email, username, verification or roles changed (admin API, `user
+    /// role`).
+    UserUpdated,
 }
 
 impl AuditKind {
@@ -80,6 +86,9 @@ impl AuditKind {
             AuditKind::MfaDisabled => "mfa_disabled",
             AuditKind::MfaFailed => "mfa_failed",
             AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::ApikeyCreated => "apikey_created",
+            AuditKind::ApikeyRevoked => "apikey_revoked",
+            AuditKind::UserUpdated => "user_updated",
         }
     }
 }
@@ -94,6 +103,9 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// The client's `User-Agent`, for the sessions it starts (never audited).
     pub user_agent: Option<String>,
+    /// The id of the API key an admin request came with: every event it causes
+    /// records it as `detail.api_key` (SPEC §15).
+    pub api_key: Option<i64>,
 }
 
 impl RequestContext {
@@ -193,6 +205,10 @@ impl AuthService {
     /// action it records has happened, and refusing it now would help nobody.
     pub async fn audit(&self, ctx: &RequestContext, event: Audit) {
         let kind = event.kind.as_str();
+        let mut event = event;
+        if let Some(key) = ctx.api_key {
+            event.detail.insert("api_key".into(), key.into());
+        }
         let row = NewAuditEvent {
             at: Utc::now(),
             kind,
@@ -276,6 +292,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 23);
+        assert_eq!(AuditKind::value_variants().len(), 26);
     }
 }

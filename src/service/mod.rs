@@ -21,9 +21,11 @@
 //! - [`lockout`]: per-account lockout; [`audit`]: the audit log;
 //! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step).
 
+pub mod admin;
 pub mod audit;
 pub mod email;
 mod health;
+mod introspect;
 pub mod keys;
 mod lifetime;
 pub mod lockout;
@@ -40,7 +42,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::AuthSettings;
-use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
+use crate::domain::{Email, FamilyId, Password, Role, UserId, UserRef, Username};
 use crate::error::{Error, Result};
 use crate::hashing::Hasher;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
@@ -153,8 +155,9 @@ impl AuthService {
         username: Username,
         password: &Password,
     ) -> Result<User> {
+        let roles = self.settings.default_roles.clone();
         let user = self
-            .create_user(email.clone(), username, password, true)
+            .create_user(email.clone(), username, Some(password), true, &roles)
             .await?;
         self.audit(ctx, Audit::new(AuditKind::UserRegistered).user(&user))
             .await;
@@ -171,19 +174,27 @@ impl AuthService {
         Ok(user)
     }
 
-    /// An operator adds a user (`authctl user add`).
+    /// An operator adds a user (`authctl user add`, the admin API): with the
+    /// `roles` given (never `auth.default_roles`, which is for self-registration).
+    /// Without a password the account gets the hash of a random one nobody knows:
+    /// it can only be entered after a reset (SPEC §13).
     pub async fn add_user(
         &self,
+        ctx: &RequestContext,
         email: Email,
         username: Username,
-        password: &Password,
+        password: Option<&Password>,
         active: bool,
+        roles: &[Role],
     ) -> Result<User> {
-        let user = self.create_user(email, username, password, active).await?;
+        let user = self
+            .create_user(email, username, password, active, roles)
+            .await?;
         let event = Audit::new(AuditKind::UserCreated)
             .user(&user)
-            .detail("active", active);
-        self.audit(&RequestContext::none(), event).await;
+            .detail("active", active)
+            .detail("roles", user.roles.clone());
+        self.audit(ctx, event).await;
         Ok(user)
     }
 
@@ -191,10 +202,19 @@ impl AuthService {
         &self,
         email: Email,
         username: Username,
-        password: &Password,
+        password: Option<&Password>,
         active: bool,
+        roles: &[Role],
     ) -> Result<User> {
-        let password_hash = self.hasher.hash(password).await?;
+        let password_hash = match password {
+            Some(p) => self.hasher.hash(p).await?,
+            None => {
+                let unknown = crate::tokens::refresh::RefreshToken::generate();
+                let unknown = Password::parse(unknown.expose())
+                    .map_err(|m| Error::Internal(anyhow::anyhow!("a random password: {m}")))?;
+                self.hasher.hash(&unknown).await?
+            }
+        };
         let user = self
             .store
             .create_user(NewUser {
@@ -207,21 +227,65 @@ impl AuthService {
                 now: Utc::now(),
             })
             .await?;
+        let mut user = user;
+        if !roles.is_empty() {
+            let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+            self.store.roles_add(user.id, &names).await?;
+            user.roles = self.store.roles_of(user.id).await?;
+        }
         tracing::info!(user_id = user.id.0, username = %user.username, "user created");
         Ok(user)
     }
 
     /// The user a USER reference names, never another account (see `user_ref.rs`).
+    /// With the user's current roles.
     pub async fn find_user(&self, user: &UserRef) -> Result<User> {
-        self.resolve_user_ref(user).await
+        let mut found = self.resolve_user_ref(user).await?;
+        found.roles = self.store.roles_of(found.id).await?;
+        Ok(found)
     }
 
-    pub async fn list_users(&self, limit: u32) -> Result<Vec<User>> {
-        self.store.list_users(i64::from(limit)).await
+    /// The first `limit` users by id, each with its roles; only those holding `role`
+    /// when one is given.
+    pub async fn list_users(&self, limit: u32, role: Option<&Role>) -> Result<Vec<User>> {
+        let mut users = match role {
+            None => self.store.list_users(i64::from(limit)).await?,
+            Some(role) => {
+                let page = crate::store::admin::UserPageQuery {
+                    after: 0,
+                    pattern: None,
+                    role: Some(role.as_str().to_owned()),
+                    limit: i64::from(limit),
+                };
+                let rows = self.store.admin_users_page(&page).await?;
+                rows.into_iter().map(|r| r.user).collect()
+            }
+        };
+        self.fill_roles(&mut users).await?;
+        Ok(users)
+    }
+
+    /// Sets each user's `roles` from the store, in one query.
+    pub(crate) async fn fill_roles(&self, users: &mut [User]) -> Result<()> {
+        let ids: Vec<UserId> = users.iter().map(|u| u.id).collect();
+        let pairs = self.store.roles_of_many(&ids).await?;
+        for user in users.iter_mut() {
+            user.roles = pairs
+                .iter()
+                .filter(|(id, _)| *id == user.id)
+                .map(|(_, r)| r.clone())
+                .collect();
+        }
+        Ok(())
     }
 
     /// Enables or disables a user; disabling revokes all of the user's sessions.
-    pub async fn set_active(&self, user: &UserRef, active: bool) -> Result<(User, u64)> {
+    pub async fn set_active(
+        &self,
+        ctx: &RequestContext,
+        user: &UserRef,
+        active: bool,
+    ) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let now = Utc::now();
         self.store.set_active(found.id, active, now).await?;
@@ -246,12 +310,17 @@ impl AuthService {
         let event = Audit::new(kind)
             .user(&found)
             .detail("revoked_sessions", revoked);
-        self.audit(&RequestContext::none(), event).await;
+        self.audit(ctx, event).await;
         Ok((self.find_user(&UserRef::Id(found.id)).await?, revoked))
     }
 
     /// Sets a new password and revokes all of the user's sessions.
-    pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
+    pub async fn set_password(
+        &self,
+        ctx: &RequestContext,
+        user: &UserRef,
+        password: &Password,
+    ) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let hash = self.hasher.hash(password).await?;
         let change = PasswordChange {
@@ -275,22 +344,19 @@ impl AuthService {
             .user(&found)
             .detail("by", "operator")
             .detail("revoked_sessions", revoked);
-        self.audit(&RequestContext::none(), event).await;
+        self.audit(ctx, event).await;
         Ok((found, revoked))
     }
 
     /// Deletes a user with all sessions and tokens.
-    pub async fn delete_user(&self, user: &UserRef) -> Result<User> {
+    pub async fn delete_user(&self, ctx: &RequestContext, user: &UserRef) -> Result<User> {
         let found = self.find_user(user).await?;
         if !self.store.delete_user(found.id).await? {
             return Err(Error::NotFound(user.to_string()));
         }
         tracing::info!(user_id = found.id.0, "user deleted");
-        self.audit(
-            &RequestContext::none(),
-            Audit::new(AuditKind::UserDeleted).user(&found),
-        )
-        .await;
+        self.audit(ctx, Audit::new(AuditKind::UserDeleted).user(&found))
+            .await;
         Ok(found)
     }
 
@@ -473,12 +539,15 @@ impl AuthService {
             .family(family)
             .detail("amr", amr);
         self.audit(ctx, event).await;
-        self.pair(user.id, family, refresh, amr, now)
+        self.pair(user.id, family, refresh, amr, now).await
     }
 
     /// The user behind an access token, if its session is alive and the user active.
+    /// With the user's current roles (a change shows at once, SPEC §15).
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        Ok(self.authenticate_session(access_token).await?.0)
+        let mut user = self.authenticate_session(access_token).await?.0;
+        user.roles = self.store.roles_of(user.id).await?;
+        Ok(user)
     }
 
     /// Rotates a refresh token: the presented token is retired and its successor issued
@@ -513,7 +582,7 @@ impl AuthService {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 self.metrics.refresh(RefreshResult::Grace);
-                return self.pair(user, family, successor, &rec.amr, now);
+                return self.pair(user, family, successor, &rec.amr, now).await;
             }
             return self.reuse_detected(ctx, tx, &rec, now).await;
         }
@@ -533,7 +602,7 @@ impl AuthService {
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
         self.metrics.refresh(RefreshResult::Rotated);
         self.touch_session(ctx, family, now).await;
-        self.pair(user, family, successor, &rec.amr, now)
+        self.pair(user, family, successor, &rec.amr, now).await
     }
 
     fn within_grace(&self, rec: &RefreshRecord, now: DateTime<Utc>) -> bool {
@@ -633,7 +702,7 @@ impl AuthService {
     }
 
     /// Revokes every session of a user.
-    pub async fn revoke_user(&self, user: &UserRef) -> Result<(User, u64)> {
+    pub async fn revoke_user(&self, ctx: &RequestContext, user: &UserRef) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let n = self
             .store
@@ -643,7 +712,7 @@ impl AuthService {
             .user(&found)
             .detail("reason", "operator")
             .detail("sessions", n);
-        self.audit(&RequestContext::none(), event).await;
+        self.audit(ctx, event).await;
         Ok((found, n))
     }
 
@@ -719,7 +788,9 @@ impl AuthService {
         chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or(chrono::Duration::MAX)
     }
 
-    fn pair(
+    /// The tokens of a session: the access token carries the user's roles as they
+    /// are now (a role change reaches the tokens issued from then on).
+    async fn pair(
         &self,
         user: UserId,
         family: FamilyId,
@@ -727,10 +798,11 @@ impl AuthService {
         amr: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let roles = self.store.roles_of(user).await?;
         let jwt = self.jwt();
         let amr: Vec<&str> = amr.split_whitespace().collect();
         Ok(TokenPair {
-            access_token: jwt.issue_with_amr(user, family, &amr, now)?,
+            access_token: jwt.issue_with_roles(user, family, &amr, &roles, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
             expires_in: jwt.ttl().as_secs(),

@@ -76,3 +76,4 @@ session_store!(PgStore);
 email_nfc_store!(PgStore, "(email !~ '^[ -~]*$' OR email_norm !~ '^[ -~]*$')");
 email_store!(PgStore, Postgres, begin, " FOR UPDATE SKIP LOCKED");
 mfa_store!(PgStore, begin);
+admin_store!(PgStore, Postgres, begin);

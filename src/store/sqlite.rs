@@ -124,6 +124,7 @@ email_nfc_store!(
 );
 email_store!(SqliteStore, Sqlite, begin_immediate, "");
 mfa_store!(SqliteStore, begin_immediate);
+admin_store!(SqliteStore, Sqlite, begin_immediate);
 
 #[cfg(test)]
 mod tests {
