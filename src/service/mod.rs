@@ -25,7 +25,7 @@ pub mod admin;
 pub mod audit;
 pub mod email;
 mod health;
-mod introspect;
+pub mod introspect;
 pub mod keys;
 mod lifetime;
 pub mod lockout;
