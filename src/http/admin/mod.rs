@@ -4,7 +4,7 @@
 //! - [`users`]: `/api/v1/admin/users` (list, create) and `/api/v1/admin/users/{id}`
 //!   (read, change, delete), `…/{id}/unlock`, `…/{id}/reset-link`;
 //! - [`sessions`]: `/api/v1/admin/users/{id}/sessions` (list, revoke all);
-//! - [`audit`]: `/api/v1/admin/audit`.
+//! - [`audit`](mod@audit): `/api/v1/admin/audit`.
 //!
 //! Every handler checks the key and its scope first ([`authorize`]), so a caller
 //! without one learns nothing else; the key's id goes into the request's audit
