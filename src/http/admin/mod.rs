@@ -66,6 +66,16 @@ pub async fn authorize(
     Ok(ctx)
 }
 
+/// The `{id}` of a path: a user id, or no such user (404) — checked after the key,
+/// so a caller without one learns nothing about ids.
+pub fn user_id(raw: &str) -> Result<crate::domain::UserId> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(crate::domain::UserId)
+        .ok_or_else(|| Error::NotFound(format!("user with id {raw}")))
+}
+
 /// Reads a JSON object's fields, collecting every field's error for one 422.
 pub struct Fields<'a> {
     object: &'a Map<String, Value>,

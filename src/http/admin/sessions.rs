@@ -11,7 +11,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use super::{admin, authorize};
-use crate::domain::{FamilyId, Scope, UserId, UserRef};
+use crate::domain::{FamilyId, Scope, UserRef};
 use crate::http::api::reply::{json, respond};
 use crate::http::docs::responses::{Forbidden, NotFound, Unauthorized, Unavailable};
 use crate::http::filters::{ApiKey, method_not_allowed};
@@ -31,7 +31,7 @@ pub struct AdminSession {
 }
 
 pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let path = warp::path!("api" / "v1" / "admin" / "users" / i64 / "sessions");
+    let path = warp::path!("api" / "v1" / "admin" / "users" / String / "sessions");
     path.and(warp::get())
         .and(admin(state))
         .then(list)
@@ -39,7 +39,7 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(path
             .and(method_not_allowed(&["GET", "DELETE"]))
-            .map(|_: i64, refused: Response| refused))
+            .map(|_: String, refused: Response| refused))
         .unify()
         .boxed()
 }
@@ -63,14 +63,15 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     ),
 )]
 pub async fn list(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         authorize(&service, key.as_ref(), Scope::UsersRead, ctx).await?;
-        let (_, sessions) = service.user_sessions(&UserRef::Id(UserId(id))).await?;
+        let id = super::user_id(&id)?;
+        let (_, sessions) = service.user_sessions(&UserRef::Id(id)).await?;
         let sessions: Vec<AdminSession> = sessions
             .into_iter()
             .map(|s| AdminSession {
@@ -107,14 +108,15 @@ pub async fn list(
     ),
 )]
 pub async fn revoke_all(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         let ctx = authorize(&service, key.as_ref(), Scope::SessionsWrite, ctx).await?;
-        service.revoke_user(&ctx, &UserRef::Id(UserId(id))).await?;
+        let id = super::user_id(&id)?;
+        service.revoke_user(&ctx, &UserRef::Id(id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)

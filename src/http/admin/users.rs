@@ -11,10 +11,11 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use super::{Fields, admin, authorize, query_value};
-use crate::domain::{Email, Password, Scope, UserId, UserRef, Username};
+use crate::domain::{Email, Password, Scope, UserRef, Username};
 use crate::http::api::reply::{json, respond};
 use crate::http::docs::responses::{
-    Conflict, Forbidden, NotFound, Unauthorized, Unavailable, ValidationFailed,
+    BadRequest, Conflict, Forbidden, LengthRequired, NotFound, PayloadTooLarge, Unauthorized,
+    Unavailable, UnsupportedMediaType, ValidationFailed,
 };
 use crate::http::filters::{ApiKey, json_object, method_not_allowed, query_pairs};
 use crate::http::state::AppState;
@@ -36,7 +37,7 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(users.and(method_not_allowed(&["GET", "POST"])))
         .unify();
-    let one = warp::path!("api" / "v1" / "admin" / "users" / i64);
+    let one = warp::path!("api" / "v1" / "admin" / "users" / String);
     let single = one
         .and(warp::get())
         .and(admin(state))
@@ -51,25 +52,25 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(one
             .and(method_not_allowed(&["GET", "PATCH", "DELETE"]))
-            .map(|_: i64, refused: Response| refused))
+            .map(|_: String, refused: Response| refused))
         .unify();
-    let unlock_path = warp::path!("api" / "v1" / "admin" / "users" / i64 / "unlock");
+    let unlock_path = warp::path!("api" / "v1" / "admin" / "users" / String / "unlock");
     let unlock_route = unlock_path
         .and(warp::post())
         .and(admin(state))
         .then(unlock)
         .or(unlock_path
             .and(method_not_allowed(&["POST"]))
-            .map(|_: i64, refused: Response| refused))
+            .map(|_: String, refused: Response| refused))
         .unify();
-    let reset_path = warp::path!("api" / "v1" / "admin" / "users" / i64 / "reset-link");
+    let reset_path = warp::path!("api" / "v1" / "admin" / "users" / String / "reset-link");
     let reset_route = reset_path
         .and(warp::post())
         .and(admin(state))
         .then(reset_link)
         .or(reset_path
             .and(method_not_allowed(&["POST"]))
-            .map(|_: i64, refused: Response| refused))
+            .map(|_: String, refused: Response| refused))
         .unify();
     collection
         .or(single)
@@ -150,6 +151,10 @@ fn parse_password(s: &str) -> Result<Password, String> {
     security(("api_key" = [])),
     responses(
         (status = 201, description = "The new user.", body = AdminUser),
+        (status = 400, response = BadRequest),
+        (status = 411, response = LengthRequired),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
@@ -216,14 +221,15 @@ pub async fn create(
     ),
 )]
 pub async fn read(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         authorize(&service, key.as_ref(), Scope::UsersRead, ctx).await?;
-        let user = service.admin_get_user(UserId(id)).await?;
+        let id = super::user_id(&id)?;
+        let user = service.admin_get_user(id).await?;
         Ok(json(StatusCode::OK, &user))
     };
     respond(result.await)
@@ -245,6 +251,10 @@ pub async fn read(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The user as changed.", body = AdminUser),
+        (status = 400, response = BadRequest),
+        (status = 411, response = LengthRequired),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -254,7 +264,7 @@ pub async fn read(
     ),
 )]
 pub async fn update(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
@@ -262,6 +272,7 @@ pub async fn update(
 ) -> Response {
     let result = async {
         let ctx = authorize(&service, key.as_ref(), Scope::UsersWrite, ctx).await?;
+        let id = super::user_id(&id)?;
         let mut f = Fields::new(&body);
         let patch = UserPatch {
             email: f.parsed("email", parse_email),
@@ -272,7 +283,7 @@ pub async fn update(
             email_verified: f.boolean("email_verified"),
         };
         f.finish()?;
-        let user = service.admin_update_user(&ctx, UserId(id), patch).await?;
+        let user = service.admin_update_user(&ctx, id, patch).await?;
         Ok(json(StatusCode::OK, &user))
     };
     respond(result.await)
@@ -297,14 +308,15 @@ pub async fn update(
     ),
 )]
 pub async fn delete(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         let ctx = authorize(&service, key.as_ref(), Scope::UsersWrite, ctx).await?;
-        service.delete_user(&ctx, &UserRef::Id(UserId(id))).await?;
+        let id = super::user_id(&id)?;
+        service.delete_user(&ctx, &UserRef::Id(id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)
@@ -329,14 +341,15 @@ pub async fn delete(
     ),
 )]
 pub async fn unlock(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         let ctx = authorize(&service, key.as_ref(), Scope::UsersWrite, ctx).await?;
-        service.unlock(&ctx, &UserRef::Id(UserId(id))).await?;
+        let id = super::user_id(&id)?;
+        service.unlock(&ctx, &UserRef::Id(id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     respond(result.await)
@@ -363,14 +376,15 @@ pub async fn unlock(
     ),
 )]
 pub async fn reset_link(
-    id: i64,
+    id: String,
     service: Arc<AuthService>,
     ctx: RequestContext,
     key: Option<ApiKey>,
 ) -> Response {
     let result = async {
         let ctx = authorize(&service, key.as_ref(), Scope::UsersWrite, ctx).await?;
-        let reset = service.reset_link(&ctx, &UserRef::Id(UserId(id))).await?;
+        let id = super::user_id(&id)?;
+        let reset = service.reset_link(&ctx, &UserRef::Id(id)).await?;
         Ok(json(StatusCode::OK, &reset))
     };
     respond(result.await)

@@ -13,7 +13,10 @@ use warp::reply::Response;
 use super::reply::{json, respond};
 use crate::domain::Scope;
 use crate::http::admin::authorize;
-use crate::http::docs::responses::{Forbidden, Unauthorized, Unavailable, ValidationFailed};
+use crate::http::docs::responses::{
+    BadRequest, Forbidden, LengthRequired, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType, ValidationFailed,
+};
 use crate::http::filters::{
     ApiKey, Body, Field, Fields, api_key, context, form, post, with_service,
 };
@@ -60,6 +63,10 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The token's state.", body = crate::service::introspect::Introspection),
+        (status = 400, response = BadRequest),
+        (status = 411, response = LengthRequired),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 422, response = ValidationFailed),
