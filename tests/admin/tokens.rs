@@ -10,6 +10,7 @@ use super::{claims_of, create_key, introspect};
 crate::on_both_backends!(
     roles_reach_new_tokens_and_me_at_once,
     introspection_tells_live_tokens_from_everything_else,
+    introspection_refuses_expired_tokens_and_those_of_a_retired_key,
 );
 
 async fn roles_reach_new_tokens_and_me_at_once(backend: Backend) {
@@ -234,5 +235,80 @@ async fn introspection_tells_live_tokens_from_everything_else(backend: Backend) 
             .as_str()
             .is_some_and(|u| u.ends_with("/api/v1/auth/introspect"))
     );
+    app.shutdown().await;
+}
+
+async fn introspection_refuses_expired_tokens_and_those_of_a_retired_key(backend: Backend) {
+    // Keys in the database (EdDSA), so one can be retired; short lifetimes.
+    let app = spawn_app(&backend, |s| {
+        s.auth.secret_key = None;
+        s.auth.algorithm = jsonwebtoken::Algorithm::EdDSA;
+        s.auth.access_token_ttl = std::time::Duration::from_secs(1);
+        s.auth.refresh_token_ttl = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let db_keys = || {
+        let mut cmd = authctl(&app.db.url);
+        cmd.env_remove("SECRET_KEY").env("ALGORITHM", "EdDSA");
+        cmd
+    };
+    let (_, key) = create_key(&app, "rs", &["introspect"]);
+    let (access, refresh) = app.user_with_tokens("kim").await;
+    let r: Value = introspect(&app, &key, &access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["active"], true);
+
+    // Expired (past the JWT leeway, and the refresh token's own expiry).
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    for token in [&access, &refresh] {
+        let r: Value = introspect(&app, &key, token)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(r, json!({"active": false}), "expired");
+    }
+
+    // A retired key's tokens are inactive at once.
+    let r: Value = app
+        .login("kim", PASSWORD)
+        .await
+        .json()
+        .await
+        .expect("login");
+    let access = r["access_token"].as_str().expect("access").to_owned();
+    let r: Value = introspect(&app, &key, &access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["active"], true);
+    let out = db_keys()
+        .args(["keys", "list", "--output", "json"])
+        .output()
+        .expect("keys list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kid = stdout_json(&out)
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["state"] == "current")
+        .and_then(|k| k["kid"].as_str())
+        .expect("a current key")
+        .to_owned();
+    db_keys().args(["keys", "retire", &kid]).assert().success();
+    let r: Value = introspect(&app, &key, &access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r, json!({"active": false}), "retired key");
     app.shutdown().await;
 }
