@@ -20,7 +20,9 @@
 //!   still get its successor (grace mode);
 //! - [`sessions`]: the sessions API and logout scopes; [`password`]: password change;
 //! - [`lockout`]: per-account lockout; [`audit`]: the audit log;
-//! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step).
+//! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step);
+//! - [`admin`]: roles, API keys (create, list, revoke, the per-request check) and the
+//!   admin API's user operations (SPEC §15); [`introspect`]: RFC 7662 introspection.
 
 pub mod admin;
 pub mod audit;
