@@ -31,6 +31,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
             cand audit 'Read the audit log'
+            cand apikey 'Create, list and revoke API keys for services (the admin API, introspection)'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -82,11 +83,13 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
             cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
             cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
+            cand role 'Give or take away roles'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;add'= {
             cand --email 'Email address (unique, case-insensitive)'
             cand --username 'Username: 3-32 of A-Z a-z 0-9 _ . - (unique, case-insensitive)'
+            cand --role 'Give the user this role (repeatable): [a-z][a-z0-9_.:-]{0,63}'
             cand --output 'output'
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -100,6 +103,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;list'= {
             cand --output 'output'
             cand --limit 'Show at most this many users'
+            cand --role 'Only users holding this role'
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
             cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
@@ -217,6 +221,46 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'authctl;user;role'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add 'Give a user roles (tokens issued from now on carry them)'
+            cand remove 'Take roles away from a user'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;user;role;add'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;role;remove'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;user;role;help'= {
+            cand add 'Give a user roles (tokens issued from now on carry them)'
+            cand remove 'Take roles away from a user'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;user;role;help;add'= {
+        }
+        &'authctl;user;role;help;remove'= {
+        }
+        &'authctl;user;role;help;help'= {
+        }
         &'authctl;user;help'= {
             cand add 'Create a user (password from --password-stdin or a no-echo prompt)'
             cand list 'List users'
@@ -232,6 +276,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
             cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
             cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
+            cand role 'Give or take away roles'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'authctl;user;help;add'= {
@@ -261,6 +306,14 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;user;help;import'= {
         }
         &'authctl;user;help;export'= {
+        }
+        &'authctl;user;help;role'= {
+            cand add 'Give a user roles (tokens issued from now on carry them)'
+            cand remove 'Take roles away from a user'
+        }
+        &'authctl;user;help;role;add'= {
+        }
+        &'authctl;user;help;role;remove'= {
         }
         &'authctl;user;help;help'= {
         }
@@ -349,6 +402,62 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;audit;help;list'= {
         }
         &'authctl;audit;help;help'= {
+        }
+        &'authctl;apikey'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand create 'Create a key with the given scopes and print it once'
+            cand list 'List the keys (never the keys themselves)'
+            cand revoke 'Revoke a key: refused at once, by every server on the database'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;apikey;create'= {
+            cand --name 'A name that says which service holds the key'
+            cand --scope 'What the key may do (repeatable; none implies another)'
+            cand --expires 'Expire the key after this long (e.g. 90d); default: no expiry'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;apikey;list'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;apikey;revoke'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;apikey;help'= {
+            cand create 'Create a key with the given scopes and print it once'
+            cand list 'List the keys (never the keys themselves)'
+            cand revoke 'Revoke a key: refused at once, by every server on the database'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;apikey;help;create'= {
+        }
+        &'authctl;apikey;help;list'= {
+        }
+        &'authctl;apikey;help;revoke'= {
+        }
+        &'authctl;apikey;help;help'= {
         }
         &'authctl;health'= {
             cand --url 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]'
@@ -553,6 +662,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand user 'Manage users'
             cand token 'Inspect, revoke and prune tokens'
             cand audit 'Read the audit log'
+            cand apikey 'Create, list and revoke API keys for services (the admin API, introspection)'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -582,6 +692,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand reset-link 'Issue a password reset token for an operator to pass on (works without email)'
             cand import 'Import users from JSON Lines (FILE or - for stdin), keeping their bcrypt/Argon2 hashes'
             cand export 'Export users as JSON Lines (no password hashes unless --with-hashes)'
+            cand role 'Give or take away roles'
         }
         &'authctl;help;user;add'= {
         }
@@ -611,6 +722,14 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;help;user;export'= {
         }
+        &'authctl;help;user;role'= {
+            cand add 'Give a user roles (tokens issued from now on carry them)'
+            cand remove 'Take roles away from a user'
+        }
+        &'authctl;help;user;role;add'= {
+        }
+        &'authctl;help;user;role;remove'= {
+        }
         &'authctl;help;token'= {
             cand inspect 'Verify a token and show what it is: claims, family, user, state'
             cand revoke-family 'Revoke a token family (session), or all of a user''s'
@@ -626,6 +745,17 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand list 'List audit events, newest first'
         }
         &'authctl;help;audit;list'= {
+        }
+        &'authctl;help;apikey'= {
+            cand create 'Create a key with the given scopes and print it once'
+            cand list 'List the keys (never the keys themselves)'
+            cand revoke 'Revoke a key: refused at once, by every server on the database'
+        }
+        &'authctl;help;apikey;create'= {
+        }
+        &'authctl;help;apikey;list'= {
+        }
+        &'authctl;help;apikey;revoke'= {
         }
         &'authctl;help;health'= {
         }

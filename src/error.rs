@@ -88,6 +88,11 @@ pub enum Error {
     #[error("incorrect code, or the mfa_token is no longer valid")]
     InvalidSecondFactor,
 
+    /// 403 with `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` /
+    /// exit 1: a live API key without the scope the route needs (RFC 6750 §3.1).
+    #[error("the API key lacks the scope {0}")]
+    InsufficientScope(&'static str),
+
     /// 404 / exit 3: a user, token or family that does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -175,9 +180,10 @@ impl Error {
             | Error::InvalidToken(_)
             | Error::MissingToken
             | Error::InvalidSecondFactor => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::MfaRequired { .. } | Error::EmailNotVerified => {
-                StatusCode::FORBIDDEN
-            }
+            Error::Forbidden(_)
+            | Error::MfaRequired { .. }
+            | Error::EmailNotVerified
+            | Error::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::StateConflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -210,6 +216,7 @@ impl Error {
             Error::Config(_) => exit::CONFIG,
             Error::RateLimited { .. }
             | Error::Forbidden(_)
+            | Error::InsufficientScope(_)
             | Error::EmailNotVerified
             | Error::NotConfigured(_)
             | Error::MfaRequired { .. }

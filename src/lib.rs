@@ -3,7 +3,8 @@
 //! The layers, from the edges inward:
 //!
 //! - [`cli`]: the command line (`serve`, `migrate`, `user`, `token`, `health`, …);
-//! - [`http`]: the warp REST API that `serve` runs;
+//! - [`http`]: the warp REST API that `serve` runs (and, in `http/admin`, the admin API
+//!   for services holding an API key);
 //! - [`server`]: bind, start up, serve, shut down gracefully;
 //! - [`service`]: `AuthService`, where every rule lives, once;
 //! - [`domain`], [`tokens`], [`hashing`]: parsed types, JWTs and refresh tokens, bcrypt;

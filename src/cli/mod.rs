@@ -1,6 +1,7 @@
 //! The command line: one file per group of subcommands, each a thin
 //! parse → service → print over the same core that `serve` uses.
 
+mod apikey;
 mod audit;
 mod config_check;
 mod db;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Read the audit log
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Create, list and revoke API keys for services (the admin API, introspection)
+    #[command(subcommand)]
+    Apikey(apikey::ApikeyCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
     /// List, rotate and retire the signing keys
@@ -146,6 +150,17 @@ pub enum UserCommand {
     Import(transfer::ImportArgs),
     /// Export users as JSON Lines (no password hashes unless --with-hashes)
     Export(transfer::ExportArgs),
+    /// Give or take away roles
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Give a user roles (tokens issued from now on carry them)
+    Add(user::RoleArgs),
+    /// Take roles away from a user
+    Remove(user::RoleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +256,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Token(cmd) => token::run(&settings, cmd).await,
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
         Command::Audit(cmd) => audit::run(&settings, cmd).await,
+        Command::Apikey(cmd) => apikey::run(&settings, cmd).await,
         Command::Email(cmd) => email::run(&settings, cmd).await,
         Command::Db(cmd) => db::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),

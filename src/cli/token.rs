@@ -88,7 +88,9 @@ pub async fn run(settings: &Settings, cmd: TokenCommand) -> Result<u8> {
         TokenCommand::RevokeFamily(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
             let report = if let Some(user) = &args.user {
-                let (user, n) = service.revoke_user(user).await?;
+                let (user, n) = service
+                    .revoke_user(&crate::service::RequestContext::none(), user)
+                    .await?;
                 Revoked {
                     revoked_families: vec![],
                     user_id: Some(user.id),

@@ -112,6 +112,11 @@ fn parse_line(
         is_active: line.is_active.unwrap_or(true),
         email_verified: line.email_verified.unwrap_or(false),
         created_at: line.created_at.unwrap_or(now),
+        roles: line.roles.map(|mut roles| {
+            roles.sort();
+            roles.dedup();
+            roles
+        }),
     })
 }
 
@@ -271,7 +276,14 @@ pub async fn export(settings: &Settings, args: ExportArgs) -> Result<u8> {
         let page = service.store().export_page(after, BATCH as i64).await?;
         let Some(last) = page.last() else { break };
         after = last.id.0;
+        let ids: Vec<crate::domain::UserId> = page.iter().map(|r| r.id).collect();
+        let mut roles: std::collections::HashMap<crate::domain::UserId, Vec<String>> =
+            std::collections::HashMap::new();
+        for (user, role) in service.store().roles_of_many(&ids).await? {
+            roles.entry(user).or_default().push(role);
+        }
         for row in page {
+            let row_roles = roles.remove(&row.id).unwrap_or_default();
             let hash = (args.with_hashes
                 && row.password_hash != UNUSABLE_HASH
                 && PasswordHash::parse(&row.password_hash).is_some())
@@ -282,7 +294,7 @@ pub async fn export(settings: &Settings, args: ExportArgs) -> Result<u8> {
                 password_hash: hash,
                 is_active: Some(row.is_active),
                 email_verified: Some(row.email_verified),
-                roles: None,
+                roles: Some(row_roles),
                 created_at: Some(row.created_at),
             };
             let text = serde_json::to_string(&line)

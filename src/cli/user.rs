@@ -7,10 +7,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::output::{self, OutputFormat};
-use super::{UserCommand, open_service};
+use super::{RoleCommand, UserCommand, open_service};
 use crate::config::Settings;
-use crate::domain::{Email, Password, UserRef, Username};
+use crate::domain::{Email, Password, Role, UserRef, Username};
 use crate::error::{Error, Result};
+use crate::service::RequestContext;
 use crate::store::{Access, User};
 
 #[derive(Debug, Args)]
@@ -27,8 +28,27 @@ pub struct AddArgs {
     /// Create the user disabled
     #[arg(long)]
     pub inactive: bool,
+    /// Give the user this role (repeatable): [a-z][a-z0-9_.:-]{0,63}
+    #[arg(long = "role", value_name = "ROLE", value_parser = parse_role)]
+    pub roles: Vec<Role>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// The user: a numeric id, an email or a username
+    #[arg(value_name = "USER", value_parser = parse_user_ref)]
+    pub user: UserRef,
+    /// The roles: [a-z][a-z0-9_.:-]{0,63}
+    #[arg(value_name = "ROLE", required = true, value_parser = parse_role)]
+    pub roles: Vec<Role>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+fn parse_role(s: &str) -> std::result::Result<Role, String> {
+    Role::parse(s)
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +58,9 @@ pub struct ListArgs {
     /// Show at most this many users
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub limit: u32,
+    /// Only users holding this role
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: Option<Role>,
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +107,14 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
             let password = read_password(args.password_stdin)?;
             let service = open_service(settings, Access::ReadWrite).await?;
             let user = service
-                .add_user(email, username, &password, !args.inactive)
+                .add_user(
+                    &RequestContext::none(),
+                    email,
+                    username,
+                    Some(&password),
+                    !args.inactive,
+                    &args.roles,
+                )
                 .await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&user),
@@ -99,17 +129,19 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
         }
         UserCommand::List(args) => {
             let service = open_service(settings, Access::ReadOnly).await?;
-            let users = service.list_users(args.limit).await?;
+            let users = service.list_users(args.limit, args.role.as_ref()).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&users),
                 OutputFormat::Table => {
-                    let mut t = output::table(&["ID", "USERNAME", "EMAIL", "ACTIVE", "CREATED"]);
+                    let mut t =
+                        output::table(&["ID", "USERNAME", "EMAIL", "ACTIVE", "ROLES", "CREATED"]);
                     for u in &users {
                         t.add_row(vec![
                             u.id.to_string(),
                             u.username.clone(),
                             u.email.clone(),
                             if u.is_active { "yes" } else { "no" }.to_string(),
+                            u.roles.join(","),
                             u.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
                         ]);
                     }
@@ -119,23 +151,31 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
         }
         UserCommand::Disable(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
-            let (user, revoked) = service.set_active(&args.user, false).await?;
+            let (user, revoked) = service
+                .set_active(&RequestContext::none(), &args.user, false)
+                .await?;
             print_changed(args.output, &user, revoked, "disabled");
         }
         UserCommand::Enable(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
-            let (user, revoked) = service.set_active(&args.user, true).await?;
+            let (user, revoked) = service
+                .set_active(&RequestContext::none(), &args.user, true)
+                .await?;
             print_changed(args.output, &user, revoked, "enabled");
         }
         UserCommand::Delete(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
-            let user = service.delete_user(&args.user).await?;
+            let user = service
+                .delete_user(&RequestContext::none(), &args.user)
+                .await?;
             print_changed(args.output, &user, 0, "deleted");
         }
         UserCommand::SetPassword(args) => {
             let password = read_password(args.password_stdin)?;
             let service = open_service(settings, Access::ReadWrite).await?;
-            let (user, revoked) = service.set_password(&args.user, &password).await?;
+            let (user, revoked) = service
+                .set_password(&RequestContext::none(), &args.user, &password)
+                .await?;
             print_changed(OutputFormat::Table, &user, revoked, "password changed for");
         }
         UserCommand::Show(args) => {
@@ -148,6 +188,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                     ("username", d.user.username.clone()),
                     ("email", d.user.email.clone()),
                     ("active", if d.user.is_active { "yes" } else { "no" }.into()),
+                    ("roles", d.user.roles.join(",")),
                     (
                         "mfa enabled",
                         if d.user.mfa_enabled { "yes" } else { "no" }.into(),
@@ -247,9 +288,23 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
                 ),
             }
         }
+        UserCommand::Role(RoleCommand::Add(args)) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let user = service
+                .add_roles(&RequestContext::none(), &args.user, &args.roles)
+                .await?;
+            print_roles(args.output, &user);
+        }
+        UserCommand::Role(RoleCommand::Remove(args)) => {
+            let service = open_service(settings, Access::ReadWrite).await?;
+            let user = service
+                .remove_roles(&RequestContext::none(), &args.user, &args.roles)
+                .await?;
+            print_roles(args.output, &user);
+        }
         UserCommand::Unlock(args) => {
             let service = open_service(settings, Access::ReadWrite).await?;
-            let (user, was_locked) = service.unlock(&args.user).await?;
+            let (user, was_locked) = service.unlock(&RequestContext::none(), &args.user).await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&serde_json::json!({
                     "user": user,
@@ -269,6 +324,22 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+fn print_roles(format: OutputFormat, user: &User) {
+    match format {
+        OutputFormat::Json => output::print_json(user),
+        OutputFormat::Table => outln!(
+            "user {} ({}) now has roles: {}",
+            user.id,
+            user.username,
+            if user.roles.is_empty() {
+                "none".to_owned()
+            } else {
+                user.roles.join(", ")
+            }
+        ),
+    }
 }
 
 fn print_changed(format: OutputFormat, user: &User, revoked: u64, what: &str) {

@@ -101,6 +101,18 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
         "auth.lockout_max_duration" => duration(s.auth.lockout_max_duration),
         "auth.lockout_permanent_after" => s.auth.lockout_permanent_after.to_string(),
         "auth.require_verified_email" => s.auth.require_verified_email.to_string(),
+        "auth.default_roles" => {
+            if s.auth.default_roles.is_empty() {
+                "none".into()
+            } else {
+                s.auth
+                    .default_roles
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        }
         "email.url" => e
             .url
             .as_ref()

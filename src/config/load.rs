@@ -156,6 +156,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.lockout_max_duration", ["AUTHCTL_LOCKOUT_MAX_DURATION"], Str, auth.lockout_max_duration = parse_duration),
     setting!("auth.lockout_permanent_after", ["AUTHCTL_LOCKOUT_PERMANENT_AFTER"], Int, auth.lockout_permanent_after = parse_u32_in(0, 1_000_000)),
     setting!("auth.require_verified_email", ["AUTHCTL_REQUIRE_VERIFIED_EMAIL"], Bool, auth.require_verified_email = parse_bool),
+    setting!("auth.default_roles", ["AUTHCTL_DEFAULT_ROLES"], List, auth.default_roles = parse_roles),
     setting!("email.url", ["AUTHCTL_EMAIL_URL"], Str, auth.email.url = |s| super::email::EmailUrl::parse(s).map(Some)),
     setting!("email.from", ["AUTHCTL_EMAIL_FROM"], Str, auth.email.from = super::email::parse_from),
     setting!("email.verify_url", ["AUTHCTL_EMAIL_VERIFY_URL"], Str, auth.email.verify_url = |s| super::email::LinkTemplate::parse(s).map(Some)),

@@ -105,6 +105,8 @@ pub struct AuthSettings {
     /// `auth.require_verified_email`: a password login of an unverified account is
     /// refused (403 `email_not_verified`).
     pub require_verified_email: bool,
+    /// `auth.default_roles`: the roles a self-registered user is given (SPEC §15).
+    pub default_roles: Vec<crate::domain::Role>,
     /// `email.*` (SPEC §13).
     pub email: email::EmailSettings,
 }
@@ -176,6 +178,7 @@ impl Default for Settings {
                 lockout_max_duration: Duration::from_secs(3600),
                 lockout_permanent_after: 100,
                 require_verified_email: false,
+                default_roles: Vec::new(),
                 email: email::EmailSettings::default(),
             },
             cors: CorsOrigins::Off,

@@ -155,6 +155,16 @@ pub fn parse_proxies(list: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// A comma-separated list of role names (SPEC §15), sorted, without repeats.
+pub fn parse_roles(list: &str) -> Result<Vec<crate::domain::Role>, String> {
+    let items: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    crate::domain::Role::parse_all(&items)
+}
+
 /// Allowed CORS origins: none (off), `*`, or a list of `scheme://host[:port]`.
 pub fn parse_cors_origins(list: &str) -> Result<CorsOrigins, String> {
     let items: Vec<&str> = list

@@ -5,11 +5,13 @@
 pub mod email;
 mod ids;
 pub mod password;
+pub mod role;
 mod user;
 mod username;
 
 pub use email::Email;
 pub use ids::{FamilyId, UserId};
 pub use password::Password;
+pub use role::{Role, Scope};
 pub use user::UserRef;
 pub use username::Username;

@@ -129,6 +129,7 @@ pub fn context(
                 request_id: id.map(|id| id.0),
                 // Bounded: it is stored with every session.
                 user_agent: agent.map(|a| a.chars().take(MAX_USER_AGENT_CHARS).collect()),
+                api_key: None,
             },
         )
 }
@@ -211,6 +212,64 @@ fn bearer_token(header: &[u8]) -> Option<BearerToken> {
     let token = token.trim_ascii();
     (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty())
         .then(|| BearerToken(String::from_utf8_lossy(token).into_owned()))
+}
+
+/// An API key as a service presented it (`Authorization: Bearer ak_…`): not yet
+/// checked. Its `Debug` hides it.
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([REDACTED])")
+    }
+}
+
+/// The credential of the admin API and introspection: the Bearer value, taken as an
+/// API key. This and [`bearer`] are the one place that decides which credential a
+/// route takes: a user's access token here is no key (401), and a key at a user
+/// endpoint is no access token (401).
+pub fn api_key() -> impl Filter<Extract = (Option<ApiKey>,), Error = Infallible> + Clone {
+    bearer().map(|token: Option<BearerToken>| token.map(|t| ApiKey(t.0)))
+}
+
+/// The query string's pairs (none without one); 400 when it is not a valid query.
+pub fn query_pairs() -> impl Filter<Extract = (Vec<(String, String)>,), Error = Rejection> + Clone {
+    warp::filters::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and_then(|raw: String| async move {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).map_err(|e| {
+                api_reject(Error::MalformedBody(format!(
+                    "not a valid query string: {e}"
+                )))
+            })
+        })
+}
+
+/// A JSON object body of any field types (the admin API's, with booleans and
+/// arrays): 415 without `Content-Type: application/json`, 400 when it is not JSON,
+/// 422 when it is not an object. The endpoint checks the fields.
+pub fn json_object()
+-> impl Filter<Extract = (serde_json::Map<String, serde_json::Value>,), Error = Rejection> + Clone {
+    content_type("application/json")
+        .and(limited_body())
+        .and_then(|body: Bytes| async move {
+            let value: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| api_reject(Error::MalformedBody(format!("not valid JSON: {e}"))))?;
+            match value {
+                serde_json::Value::Object(object) => Ok(object),
+                _ => Err(api_reject(Error::validation(
+                    "body",
+                    "must be a JSON object",
+                ))),
+            }
+        })
 }
 
 // ----- bodies ----------------------------------------------------------------------

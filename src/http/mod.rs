@@ -4,6 +4,7 @@
 //! none):
 //!
 //! - this file: [`app`] (the whole filter) and [`serve`];
+//! - [`admin`]: the admin API (API keys), one file per resource;
 //! - [`api`]: one file per endpoint — its route, body type, handler and OpenAPI path;
 //! - [`docs`]: the OpenAPI document, its shared error responses, Swagger UI and ReDoc;
 //! - [`middleware`]: CORS, security headers, request ids, the request's log line
@@ -23,6 +24,7 @@
 //! `api` and `docs` meet in one direction only: `docs` lists the endpoints, endpoints
 //! name `docs::responses`, which names no endpoint.
 
+pub mod admin;
 pub mod api;
 pub mod client_ip;
 pub mod docs;

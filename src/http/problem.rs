@@ -265,6 +265,12 @@ pub fn from_error(err: &Error) -> Response {
         Error::MissingToken | Error::InvalidCredentials | Error::InvalidSecondFactor => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        Error::InsufficientScope(scope) => {
+            let value = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(WWW_AUTHENTICATE, value);
+            }
+        }
         Error::RateLimited { retry_after } | Error::Busy { retry_after } => {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -53,6 +53,22 @@ fn every_known_endpoint_maps_to_its_template() {
             "/api/v1/auth/mfa/recovery-codes",
             "/api/v1/auth/mfa/recovery-codes",
         ),
+        ("/api/v1/auth/introspect", "/api/v1/auth/introspect"),
+        ("/api/v1/admin/users", "/api/v1/admin/users"),
+        ("/api/v1/admin/users/42", "/api/v1/admin/users/{id}"),
+        (
+            "/api/v1/admin/users/42/sessions",
+            "/api/v1/admin/users/{id}/sessions",
+        ),
+        (
+            "/api/v1/admin/users/42/unlock",
+            "/api/v1/admin/users/{id}/unlock",
+        ),
+        (
+            "/api/v1/admin/users/42/reset-link",
+            "/api/v1/admin/users/{id}/reset-link",
+        ),
+        ("/api/v1/admin/audit", "/api/v1/admin/audit"),
         ("/.well-known/jwks.json", "/.well-known/jwks.json"),
         (
             "/.well-known/oauth-authorization-server",

@@ -54,6 +54,12 @@ pub enum AuditKind {
     RecoveryCodeUsed,
     /// One `user import` run, with its counts (SPEC §16).
     UserImported,
+    /// An API key was created (SPEC §15).
+    ApikeyCreated,
+    ApikeyRevoked,
+    /// A user's email, username, verification or roles changed (admin API, `user
+    /// role`).
+    UserUpdated,
 }
 
 impl AuditKind {
@@ -83,6 +89,9 @@ impl AuditKind {
             AuditKind::MfaDisabled => "mfa_disabled",
             AuditKind::MfaFailed => "mfa_failed",
             AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::ApikeyCreated => "apikey_created",
+            AuditKind::ApikeyRevoked => "apikey_revoked",
+            AuditKind::UserUpdated => "user_updated",
         }
     }
 }
@@ -97,6 +106,9 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// The client's `User-Agent`, for the sessions it starts (never audited).
     pub user_agent: Option<String>,
+    /// The id of the API key an admin request came with: every event it causes
+    /// records it as `detail.api_key` (SPEC §15).
+    pub api_key: Option<i64>,
 }
 
 impl RequestContext {
@@ -196,6 +208,10 @@ impl AuthService {
     /// action it records has happened, and refusing it now would help nobody.
     pub async fn audit(&self, ctx: &RequestContext, event: Audit) {
         let kind = event.kind.as_str();
+        let mut event = event;
+        if let Some(key) = ctx.api_key {
+            event.detail.insert("api_key".into(), key.into());
+        }
         let row = NewAuditEvent {
             at: Utc::now(),
             kind,
@@ -279,6 +295,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 24);
+        assert_eq!(AuditKind::value_variants().len(), 27);
     }
 }

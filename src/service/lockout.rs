@@ -204,7 +204,7 @@ impl AuthService {
 
     /// Ends a lock (`authctl user unlock`): no failures, no lock, no escalation.
     /// Returns the user and whether the account was locked.
-    pub async fn unlock(&self, user: &UserRef) -> Result<(User, bool)> {
+    pub async fn unlock(&self, ctx: &RequestContext, user: &UserRef) -> Result<(User, bool)> {
         let found = self.find_user(user).await?;
         let was_locked = self
             .store()
@@ -216,7 +216,7 @@ impl AuthService {
         let event = Audit::new(AuditKind::AccountUnlocked)
             .user(&found)
             .detail("was_locked", was_locked);
-        self.audit(&RequestContext::none(), event).await;
+        self.audit(ctx, event).await;
         tracing::info!(user_id = found.id.0, was_locked, "account unlocked");
         Ok((found, was_locked))
     }

@@ -11,7 +11,8 @@
 //! it is never created. A login racing a delete is the same 401, never a foreign-key
 //! violation.
 //!
-//! - this file: users, logins, tokens, inspection; [`health`]: readiness and migrations;
+//! - this file: logins, tokens, inspection; [`users`]: creating, finding, listing,
+//!   disabling, deleting users and setting their passwords; [`health`]: readiness and migrations;
 //! - [`keys`]: signing keys (SPEC §9): load, rotate, retire, reload;
 //! - `metrics.rs`: what is counted for `/metrics`, and how the server's metrics are
 //!   plugged in;
@@ -19,11 +20,15 @@
 //!   still get its successor (grace mode);
 //! - [`sessions`]: the sessions API and logout scopes; [`password`]: password change;
 //! - [`lockout`]: per-account lockout; [`audit`]: the audit log;
-//! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step).
+//! - [`mfa`]: the second factor (TOTP, recovery codes, the `mfa_token` step);
+//! - [`admin`]: roles, API keys (create, list, revoke, the per-request check) and the
+//!   admin API's user operations (SPEC §15); [`introspect`]: RFC 7662 introspection.
 
+pub mod admin;
 pub mod audit;
 pub mod email;
 mod health;
+pub mod introspect;
 pub mod keys;
 mod lifetime;
 pub mod lockout;
@@ -33,6 +38,7 @@ pub mod password;
 mod revocation;
 pub mod sessions;
 mod user_ref;
+mod users;
 
 use std::sync::Arc;
 
@@ -41,11 +47,11 @@ use serde::Serialize;
 
 use crate::config::AuthSettings;
 use crate::domain::password::Policy;
-use crate::domain::{Email, FamilyId, Password, UserId, UserRef, Username};
+use crate::domain::{Email, FamilyId, Password, UserId, UserRef};
 use crate::error::{Error, Result};
 use crate::hashing::{HashConfig, Hasher};
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
-use crate::store::{self, NewUser, PasswordChange, PruneReport, RefreshRecord, Store, User};
+use crate::store::{PruneReport, RefreshRecord, Store, User};
 use crate::tokens::RefreshToken;
 use crate::tokens::jwt::{self, AccessClaims};
 use crate::tokens::keys::SecretKey;
@@ -192,160 +198,6 @@ impl AuthService {
         self.policy
             .check(password, username, email)
             .map_err(|reason| Error::validation(field, reason))
-    }
-
-    // ----- users ---------------------------------------------------------------
-
-    /// Registers a user: self-registered users are active at once. The fields are
-    /// parsed, so valid, before they get here (a client's 422 names every bad one).
-    pub async fn register(
-        &self,
-        ctx: &RequestContext,
-        email: Email,
-        username: Username,
-        password: &Password,
-    ) -> Result<User> {
-        let user = self
-            .create_user(email.clone(), username, password, true)
-            .await?;
-        self.audit(ctx, Audit::new(AuditKind::UserRegistered).user(&user))
-            .await;
-        self.metrics.registration();
-        if self.email_enabled() {
-            // The account exists either way: a failure to queue is logged, not answered.
-            if let Err(e) = self
-                .request_email(ctx, store::email::Purpose::Verify, &email)
-                .await
-            {
-                tracing::warn!(user_id = user.id.0, error = %e, "could not queue the verification message");
-            }
-        }
-        Ok(user)
-    }
-
-    /// An operator adds a user (`authctl user add`).
-    pub async fn add_user(
-        &self,
-        email: Email,
-        username: Username,
-        password: &Password,
-        active: bool,
-    ) -> Result<User> {
-        let user = self.create_user(email, username, password, active).await?;
-        let event = Audit::new(AuditKind::UserCreated)
-            .user(&user)
-            .detail("active", active);
-        self.audit(&RequestContext::none(), event).await;
-        Ok(user)
-    }
-
-    async fn create_user(
-        &self,
-        email: Email,
-        username: Username,
-        password: &Password,
-        active: bool,
-    ) -> Result<User> {
-        self.check_password("password", password, username.as_str(), email.as_str())?;
-        let password_hash = self.hasher.hash(password).await?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                email_norm: email.normalized(),
-                email: email.as_str().to_owned(),
-                username_norm: username.normalized(),
-                username: username.as_str().to_owned(),
-                password_hash,
-                is_active: active,
-                now: Utc::now(),
-            })
-            .await?;
-        tracing::info!(user_id = user.id.0, username = %user.username, "user created");
-        Ok(user)
-    }
-
-    /// The user a USER reference names, never another account (see `user_ref.rs`).
-    pub async fn find_user(&self, user: &UserRef) -> Result<User> {
-        self.resolve_user_ref(user).await
-    }
-
-    pub async fn list_users(&self, limit: u32) -> Result<Vec<User>> {
-        self.store.list_users(i64::from(limit)).await
-    }
-
-    /// Enables or disables a user; disabling revokes all of the user's sessions.
-    pub async fn set_active(&self, user: &UserRef, active: bool) -> Result<(User, u64)> {
-        let found = self.find_user(user).await?;
-        let now = Utc::now();
-        self.store.set_active(found.id, active, now).await?;
-        let revoked = if active {
-            0
-        } else {
-            self.store
-                .revoke_user_families(found.id, "user disabled", now)
-                .await?
-        };
-        tracing::info!(
-            user_id = found.id.0,
-            active,
-            revoked_sessions = revoked,
-            "user state changed"
-        );
-        let kind = if active {
-            AuditKind::UserEnabled
-        } else {
-            AuditKind::UserDisabled
-        };
-        let event = Audit::new(kind)
-            .user(&found)
-            .detail("revoked_sessions", revoked);
-        self.audit(&RequestContext::none(), event).await;
-        Ok((self.find_user(&UserRef::Id(found.id)).await?, revoked))
-    }
-
-    /// Sets a new password and revokes all of the user's sessions.
-    pub async fn set_password(&self, user: &UserRef, password: &Password) -> Result<(User, u64)> {
-        let found = self.find_user(user).await?;
-        self.check_password("password", password, &found.username, &found.email)?;
-        let hash = self.hasher.hash(password).await?;
-        let change = PasswordChange {
-            user: found.id,
-            hash: &hash,
-            keep: None,
-            reason: "password changed",
-            now: Utc::now(),
-        };
-        let revoked = self
-            .store
-            .set_password_hash(&change)
-            .await?
-            .ok_or_else(|| Error::NotFound(user.to_string()))?;
-        tracing::info!(
-            user_id = found.id.0,
-            revoked_sessions = revoked,
-            "password changed"
-        );
-        let event = Audit::new(AuditKind::PasswordChanged)
-            .user(&found)
-            .detail("by", "operator")
-            .detail("revoked_sessions", revoked);
-        self.audit(&RequestContext::none(), event).await;
-        Ok((found, revoked))
-    }
-
-    /// Deletes a user with all sessions and tokens.
-    pub async fn delete_user(&self, user: &UserRef) -> Result<User> {
-        let found = self.find_user(user).await?;
-        if !self.store.delete_user(found.id).await? {
-            return Err(Error::NotFound(user.to_string()));
-        }
-        tracing::info!(user_id = found.id.0, "user deleted");
-        self.audit(
-            &RequestContext::none(),
-            Audit::new(AuditKind::UserDeleted).user(&found),
-        )
-        .await;
-        Ok(found)
     }
 
     // ----- sessions ------------------------------------------------------------
@@ -566,12 +418,15 @@ impl AuthService {
             .family(family)
             .detail("amr", amr);
         self.audit(ctx, event).await;
-        self.pair(user.id, family, refresh, amr, now)
+        self.pair(user.id, family, refresh, amr, now).await
     }
 
     /// The user behind an access token, if its session is alive and the user active.
+    /// With the user's current roles (a change shows at once, SPEC §15).
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        Ok(self.authenticate_session(access_token).await?.0)
+        let mut user = self.authenticate_session(access_token).await?.0;
+        user.roles = self.store.roles_of(user.id).await?;
+        Ok(user)
     }
 
     /// Rotates a refresh token: the presented token is retired and its successor issued
@@ -606,7 +461,7 @@ impl AuthService {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 self.metrics.refresh(RefreshResult::Grace);
-                return self.pair(user, family, successor, &rec.amr, now);
+                return self.pair(user, family, successor, &rec.amr, now).await;
             }
             return self.reuse_detected(ctx, tx, &rec, now).await;
         }
@@ -626,7 +481,7 @@ impl AuthService {
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
         self.metrics.refresh(RefreshResult::Rotated);
         self.touch_session(ctx, family, now).await;
-        self.pair(user, family, successor, &rec.amr, now)
+        self.pair(user, family, successor, &rec.amr, now).await
     }
 
     fn within_grace(&self, rec: &RefreshRecord, now: DateTime<Utc>) -> bool {
@@ -726,7 +581,7 @@ impl AuthService {
     }
 
     /// Revokes every session of a user.
-    pub async fn revoke_user(&self, user: &UserRef) -> Result<(User, u64)> {
+    pub async fn revoke_user(&self, ctx: &RequestContext, user: &UserRef) -> Result<(User, u64)> {
         let found = self.find_user(user).await?;
         let n = self
             .store
@@ -736,7 +591,7 @@ impl AuthService {
             .user(&found)
             .detail("reason", "operator")
             .detail("sessions", n);
-        self.audit(&RequestContext::none(), event).await;
+        self.audit(ctx, event).await;
         Ok((found, n))
     }
 
@@ -812,7 +667,9 @@ impl AuthService {
         chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or(chrono::Duration::MAX)
     }
 
-    fn pair(
+    /// The tokens of a session: the access token carries the user's roles as they
+    /// are now (a role change reaches the tokens issued from then on).
+    async fn pair(
         &self,
         user: UserId,
         family: FamilyId,
@@ -820,10 +677,11 @@ impl AuthService {
         amr: &str,
         now: DateTime<Utc>,
     ) -> Result<TokenPair> {
+        let roles = self.store.roles_of(user).await?;
         let jwt = self.jwt();
         let amr: Vec<&str> = amr.split_whitespace().collect();
         Ok(TokenPair {
-            access_token: jwt.issue_with_amr(user, family, &amr, now)?,
+            access_token: jwt.issue_with_roles(user, family, &amr, &roles, now)?,
             refresh_token: refresh.expose().to_owned(),
             token_type: "bearer",
             expires_in: jwt.ttl().as_secs(),

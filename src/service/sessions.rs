@@ -46,6 +46,16 @@ impl AuthService {
     /// The user and session behind an access token, if the session is alive and the
     /// user active.
     pub async fn authenticate_session(&self, access_token: &str) -> Result<(User, FamilyId)> {
+        let (user, claims) = self.authenticate_claims(access_token).await?;
+        Ok((user, claims.family_id()?))
+    }
+
+    /// [`AuthService::authenticate_session`] with the token's verified claims (for
+    /// introspection, which reports them).
+    pub(crate) async fn authenticate_claims(
+        &self,
+        access_token: &str,
+    ) -> Result<(User, crate::tokens::jwt::AccessClaims)> {
         let mut verified = self.jwt().verify(access_token);
         if let Err(JwtFailure::UnknownKid(kid)) = &verified {
             // Perhaps a rotation made elsewhere that the poll has not brought yet.
@@ -79,7 +89,7 @@ impl AuthService {
         if !session.user.is_active {
             return Err(Error::InvalidToken("user disabled"));
         }
-        Ok((session.user, family))
+        Ok((session.user, claims))
     }
 
     /// Records who used a session and when (login, refresh). A failure is logged,

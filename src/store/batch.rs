@@ -192,6 +192,7 @@ mod tests {
                     created_at: chrono::Utc::now(),
                     email_verified: false,
                     mfa_enabled: false,
+                    roles: Vec::new(),
                 },
                 family_revoked_at: None,
                 key_retired: false,

@@ -243,6 +243,27 @@ pub const TABLES: &[Table] = &[
         order_by: "digest",
         serial: None,
     },
+    Table {
+        name: "user_roles",
+        columns: &[col("user_id", I64), col("role", Text)],
+        order_by: "user_id, role",
+        serial: None,
+    },
+    Table {
+        name: "api_keys",
+        columns: &[
+            col("id", I64),
+            col("name", Text),
+            col("digest", Bytes),
+            col("scopes", Text),
+            col("created_at", Time),
+            col("expires_at", Time),
+            col("last_used_at", Time),
+            col("revoked_at", Time),
+        ],
+        order_by: "id",
+        serial: Some("id"),
+    },
 ];
 
 /// Tables the migrations create that `db copy` leaves out on purpose, with the reason.

@@ -20,6 +20,9 @@ pub struct ImportRow {
     pub is_active: bool,
     pub email_verified: bool,
     pub created_at: DateTime<Utc>,
+    /// `None`: the line names no roles (an update keeps the stored ones); else the
+    /// account's roles, replacing any it had.
+    pub roles: Option<Vec<String>>,
 }
 
 /// `--on-conflict`: what a line matching an existing account (by email or username,
@@ -71,9 +74,9 @@ pub trait ImportStore: Send + Sync {
     async fn export_page(&self, after: i64, limit: i64) -> Result<Vec<ExportRow>>;
 }
 
-/// `import_store!(Store, begin-write-transaction)`.
+/// `import_store!(Store, Database, begin-write-transaction)`.
 macro_rules! import_store {
-    ($store:ident, $begin:expr) => {
+    ($store:ident, $db:ty, $begin:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::import::ImportStore for $store {
             async fn import_batch(
@@ -87,6 +90,33 @@ macro_rules! import_store {
                 let begin = $begin;
                 let mut tx = begin(&self.pool).await?;
                 let mut outcomes = Vec::with_capacity(rows.len());
+
+                /// The account's roles become `roles` (a line without any keeps them).
+                async fn set_roles(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    email_norm: &str,
+                    roles: Option<&[String]>,
+                ) -> $crate::error::Result<()> {
+                    let Some(roles) = roles else { return Ok(()) };
+                    sqlx::query(
+                        "DELETE FROM user_roles WHERE user_id = \
+                         (SELECT id FROM users WHERE email_norm = $1)",
+                    )
+                    .bind(email_norm)
+                    .execute(&mut **tx)
+                    .await?;
+                    for role in roles {
+                        sqlx::query(
+                            "INSERT INTO user_roles (user_id, role) SELECT id, $2 FROM users \
+                             WHERE email_norm = $1 ON CONFLICT DO NOTHING",
+                        )
+                        .bind(email_norm)
+                        .bind(role)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    Ok(())
+                }
                 for row in rows {
                     let found: Vec<(i64,)> = sqlx::query_as(
                         "SELECT id FROM users WHERE email_norm = $1 OR username_norm = $2",
@@ -113,6 +143,7 @@ macro_rules! import_store {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
+                            set_roles(&mut tx, &row.email_norm, row.roles.as_deref()).await?;
                             RowOutcome::Created
                         }
                         ([_], OnConflict::Skip) => RowOutcome::Skipped,
@@ -132,6 +163,7 @@ macro_rules! import_store {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
+                            set_roles(&mut tx, &row.email_norm, row.roles.as_deref()).await?;
                             if let Some(hash) = &row.password_hash {
                                 // A new credential: the account's sessions end with it.
                                 sqlx::query(

@@ -14,6 +14,8 @@ use crate::error::Result;
 use crate::tokens::refresh::TokenDigest;
 
 #[macro_use]
+pub mod admin;
+#[macro_use]
 pub mod email;
 #[macro_use]
 pub mod audit;
@@ -61,6 +63,10 @@ pub struct User {
     /// Whether TOTP is on (SPEC §14); queries that do not select it read false.
     #[sqlx(default)]
     pub mfa_enabled: bool,
+    /// The roles the user holds, sorted (SPEC §15); filled in by the service, from
+    /// `user_roles`.
+    #[sqlx(skip)]
+    pub roles: Vec<String>,
 }
 
 /// A user with the bcrypt hash, for login only.
@@ -179,6 +185,7 @@ pub trait Store:
     + sessions::SessionStore
     + email::EmailStore
     + import::ImportStore
+    + admin::AdminStore
     + Send
     + Sync
     + 'static

@@ -124,7 +124,8 @@ email_nfc_store!(
 );
 email_store!(SqliteStore, Sqlite, begin_immediate, "");
 mfa_store!(SqliteStore, begin_immediate);
-import_store!(SqliteStore, begin_immediate);
+import_store!(SqliteStore, Sqlite, begin_immediate);
+admin_store!(SqliteStore, Sqlite, begin_immediate);
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,10 @@ pub struct AccessClaims {
     /// `["pwd", "otp"]` after a second factor. Absent from tokens issued before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The user's roles when the token was issued, sorted, possibly empty (SPEC §15).
+    /// Absent from tokens issued before roles existed.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl AccessClaims {
@@ -283,6 +287,21 @@ impl JwtKeys {
         amr: &[&str],
         now: DateTime<Utc>,
     ) -> Result<String> {
+        self.issue_with_roles(user, family, amr, &[], now)
+    }
+
+    /// Signs a new access token with its `amr` (RFC 8176) and `roles` (sorted here).
+    pub fn issue_with_roles(
+        &self,
+        user: UserId,
+        family: FamilyId,
+        amr: &[&str],
+        roles: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<String> {
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
         let iat = now.timestamp();
         let claims = AccessClaims {
             sub: user.0.to_string(),
@@ -292,6 +311,7 @@ impl JwtKeys {
             iss: self.issuer.clone(),
             sid: family.0.to_string(),
             amr: amr.iter().map(|m| (*m).to_owned()).collect(),
+            roles,
         };
         let signed = match &self.signer {
             Some(Signer::Hmac { kid, alg, encoding }) => {

@@ -295,10 +295,12 @@ async fn legacy_database(backend: &Backend) -> (crate::support::TestDb, String) 
             .unwrap(),
     );
     old.add_user(
+        &authctl::service::RequestContext::none(),
         authctl::domain::Email::parse("old@example.com").unwrap(),
         authctl::domain::Username::parse("oldtimer").unwrap(),
-        &authctl::domain::Password::parse(PASSWORD).unwrap(),
+        Some(&authctl::domain::Password::parse(PASSWORD).unwrap()),
         true,
+        &[],
     )
     .await
     .unwrap();

@@ -81,7 +81,11 @@ async fn disabling_or_deleting_a_user_rejects_their_tokens(backend: Backend) {
     let service = service_for(&app).await;
     let (access, refresh) = app.user_with_tokens("ivan").await;
     service
-        .set_active(&UserRef::Username("ivan".into()), false)
+        .set_active(
+            &authctl::service::RequestContext::none(),
+            &UserRef::Username("ivan".into()),
+            false,
+        )
         .await
         .unwrap();
     assert_problem(app.me(&access).await, 401).await;
@@ -89,7 +93,11 @@ async fn disabling_or_deleting_a_user_rejects_their_tokens(backend: Backend) {
     assert_problem(app.login("ivan", PASSWORD).await, 401).await;
     // Enabling does not resurrect revoked sessions, but allows a new login.
     service
-        .set_active(&UserRef::Username("ivan".into()), true)
+        .set_active(
+            &authctl::service::RequestContext::none(),
+            &UserRef::Username("ivan".into()),
+            true,
+        )
         .await
         .unwrap();
     assert_problem(app.me(&access).await, 401).await;
@@ -99,7 +107,10 @@ async fn disabling_or_deleting_a_user_rejects_their_tokens(backend: Backend) {
     };
     assert_eq!(app.me(&access2).await.status(), 200);
     service
-        .delete_user(&UserRef::Username("ivan".into()))
+        .delete_user(
+            &authctl::service::RequestContext::none(),
+            &UserRef::Username("ivan".into()),
+        )
         .await
         .unwrap();
     assert_problem(app.me(&access2).await, 401).await;
@@ -138,7 +149,11 @@ async fn concurrent_lookups_each_get_their_own_answer(backend: Backend) {
     cases.push((crossed, None));
     let service = service_for(&app).await;
     service
-        .set_active(&UserRef::Username("batch2".into()), false)
+        .set_active(
+            &authctl::service::RequestContext::none(),
+            &UserRef::Username("batch2".into()),
+            false,
+        )
         .await
         .unwrap();
     cases[2].1 = None;

@@ -51,7 +51,11 @@ async fn every_login_failure_is_the_same_401(backend: Backend) {
     );
     service_for(&app)
         .await
-        .set_active(&UserRef::Username("erin".into()), false)
+        .set_active(
+            &authctl::service::RequestContext::none(),
+            &UserRef::Username("erin".into()),
+            false,
+        )
         .await
         .unwrap();
 

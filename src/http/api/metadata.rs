@@ -37,6 +37,7 @@ pub const PATH: &str = "/.well-known/oauth-authorization-server";
 const TOKEN_PATH: &str = "/api/v1/auth/token";
 const REVOKE_PATH: &str = "/api/v1/auth/revoke";
 const JWKS_PATH: &str = "/.well-known/jwks.json";
+const INTROSPECT_PATH: &str = "/api/v1/auth/introspect";
 
 /// The RFC 8414 authorization server metadata.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +54,9 @@ pub struct AuthorizationServerMetadata {
     /// `POST`: RFC 7009 revocation.
     #[schema(example = "https://auth.example.com/api/v1/auth/revoke")]
     pub revocation_endpoint: String,
+    /// `POST`: RFC 7662 introspection, with an API key holding `introspect`.
+    #[schema(example = "https://auth.example.com/api/v1/auth/introspect")]
+    pub introspection_endpoint: String,
     /// `["password", "refresh_token", "urn:authctl:grant-type:mfa"]`: the last is a
     /// login's second step (SPEC §14).
     pub grant_types_supported: [&'static str; 3],
@@ -71,6 +75,7 @@ impl AuthorizationServerMetadata {
             token_endpoint: format!("{base}{TOKEN_PATH}"),
             jwks_uri: format!("{base}{JWKS_PATH}"),
             revocation_endpoint: format!("{base}{REVOKE_PATH}"),
+            introspection_endpoint: format!("{base}{INTROSPECT_PATH}"),
             grant_types_supported: ["password", "refresh_token", MFA_GRANT],
             token_endpoint_auth_methods_supported: ["none"],
             revocation_endpoint_auth_methods_supported: ["none"],

@@ -17,13 +17,17 @@
 //!   codes, disable;
 //! - [`health`]: `GET /health/{liveness,readiness,startup}`;
 //! - [`jwks`]: `GET /.well-known/jwks.json`;
+//! - [`introspect`]: `POST /api/v1/auth/introspect` (RFC 7662, with an API key);
 //! - [`reply`]: what they answer with (JSON, `no-store`, the public user).
+//!
+//! The admin API (`/api/v1/admin/…`) is its own module, `http/admin/`.
 //!
 //! A new endpoint is a new file here, a line in [`routes`], and its handler (and body
 //! type) named in the document's `paths(...)` (and `schemas(...)`) in `docs`.
 
 pub mod email;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod logout;
 pub mod me;
@@ -72,6 +76,10 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
         .or(jwks::route(state))
         .unify()
         .or(email::routes(state))
+        .unify()
+        .or(introspect::route(state))
+        .unify()
+        .or(crate::http::admin::routes(state))
         .unify()
         .boxed()
 }

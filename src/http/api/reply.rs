@@ -31,6 +31,9 @@ pub struct UserResponse {
     /// Whether the account logs in with a second factor (TOTP, SPEC §14).
     #[schema(example = false)]
     pub mfa_enabled: bool,
+    /// The user's roles now, sorted (SPEC §15).
+    #[schema(example = json!(["admin"]))]
+    pub roles: Vec<String>,
 }
 
 impl From<User> for UserResponse {
@@ -42,6 +45,7 @@ impl From<User> for UserResponse {
             is_active: u.is_active,
             email_verified: u.email_verified,
             mfa_enabled: u.mfa_enabled,
+            roles: u.roles,
         }
     }
 }

@@ -85,6 +85,17 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         api::health::readiness,
         api::health::startup,
         api::jwks::jwks,
+        api::introspect::introspect,
+        crate::http::admin::users::list,
+        crate::http::admin::users::create,
+        crate::http::admin::users::read,
+        crate::http::admin::users::update,
+        crate::http::admin::users::delete,
+        crate::http::admin::users::unlock,
+        crate::http::admin::users::reset_link,
+        crate::http::admin::sessions::list,
+        crate::http::admin::sessions::revoke_all,
+        crate::http::admin::audit::list,
         openapi_document,
         viewers::swagger_ui,
         viewers::redoc,
@@ -112,6 +123,11 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             crate::service::sessions::SessionView,
             crate::service::sessions::LogoutScope,
             UserResponse,
+            api::introspect::IntrospectionForm,
+            crate::service::introspect::Introspection,
+            crate::service::admin::AdminUser,
+            crate::service::admin::UserPage,
+            crate::http::admin::sessions::AdminSession,
             TokenPair,
             Health,
             api::jwks::JwkSet,
@@ -130,14 +146,17 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
             responses::ValidationFailed,
             responses::TooManyRequests,
             responses::Unavailable,
-            responses::MfaRequired
+            responses::MfaRequired,
+            responses::Forbidden,
+            responses::NotFound
         )
     ),
-    modifiers(&BearerScheme, &PasswordFlow, &RetryAfterHeader, &RequestIdHeader),
+    modifiers(&BearerScheme, &ApiKeyScheme, &PasswordFlow, &RetryAfterHeader, &RequestIdHeader),
     tags(
         (name = "auth", description = "Registration, login, tokens and sessions."),
         (name = "email", description = "Email verification and password recovery (delivered through a durable outbox)."),
         (name = "mfa", description = "The caller's second factor: TOTP and recovery codes."),
+        (name = "admin", description = "The admin API, for services holding an API key (`authctl apikey create`): users, their sessions, the audit log."),
         (name = "health", description = "Probes for orchestrators and load balancers."),
         (name = "docs", description = "This document and its viewers, served from the binary."),
     )
@@ -159,6 +178,27 @@ impl Modify for BearerScheme {
                     .description(Some(
                         "An access token from `/api/v1/auth/token` or `/api/v1/auth/refresh`.",
                     ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the API key scheme of the admin API and introspection: HTTP Bearer with an
+/// `ak_…` key, so Swagger UI's Authorize takes a pasted key.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            crate::http::admin::API_KEY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ak_…")
+                    // `authctl apikey create`; each operation names the scope it needs.
+                    .description(Some("API key ak_…"))
                     .build(),
             ),
         );

@@ -102,3 +102,19 @@ pub struct Unavailable(pub Problem<'static>);
     })
 )]
 pub struct MfaRequired(pub Problem<'static>);
+
+/// The API key is live but lacks the scope the operation needs (RFC 6750 §3.1).
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers((
+        "WWW-Authenticate" = String,
+        description = "`Bearer error=\"insufficient_scope\", scope=\"…\"` naming the scope needed."
+    ))
+)]
+pub struct Forbidden(pub Problem<'static>);
+
+/// No such user.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct NotFound(pub Problem<'static>);

@@ -63,6 +63,7 @@ fn claims(exp_in: i64) -> AccessClaims {
         iss: ISS.into(),
         sid: FamilyId::new().0.to_string(),
         amr: vec!["pwd".into()],
+        roles: Vec::new(),
     }
 }
 
