@@ -322,6 +322,10 @@ async fn export_then_import_reproduces_every_account(backend: Backend) {
         .args(["user", "disable", "ann"])
         .assert()
         .success();
+    authctl(&from)
+        .args(["user", "role", "add", "ann", "support", "billing:read"])
+        .assert()
+        .success();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.jsonl");
     authctl(&from)
@@ -349,6 +353,15 @@ async fn export_then_import_reproduces_every_account(backend: Backend) {
     assert_eq!(stdout_json(&out)["created"], 2);
     let (a, b) = (export(&from), export(&to.db.url));
     assert_eq!(a, b, "every account, field for field");
+    let ann = b
+        .iter()
+        .find(|l| l["username"] == "ann")
+        .expect("ann was exported");
+    assert_eq!(
+        ann["roles"],
+        serde_json::json!(["billing:read", "support"]),
+        "roles travel with the account"
+    );
     assert_eq!(to.login("fastapi", PYCA_BCRYPT_2.0).await.status(), 200);
     authctl(&to.db.url)
         .args(["user", "enable", "ann"])
