@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
-    /// liveness-under-login, login-flood, register, refresh, login-limited,
+    /// liveness-under-login, login-flood, register, recover, refresh, login-limited,
     /// prune-under-me) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
