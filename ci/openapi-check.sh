@@ -75,6 +75,13 @@ export AUTHCTL_RATE_LIMIT_ENABLED=false
 export AUTHCTL_BIND=127.0.0.1:$port
 export AUTHCTL_LOG_FORMAT=text
 export LOG_LEVEL=info
+# Email on, to files: /verify/request and /recover then answer their documented 202
+# (without email.url they are 501 by design, which this check counts as a 5xx).
+export AUTHCTL_EMAIL_URL="file://$tmp/mail"
+export AUTHCTL_EMAIL_FROM="authctl <ci@example.com>"
+# Lockout off: fuzzed wrong current passwords (password change, MFA enrolment) would
+# lock the fuzz user whose token the Bearer operations need; lockout has its own tests.
+export AUTHCTL_LOCKOUT_THRESHOLD=0
 
 say "authctl serve on $base"
 (cd "$tmp" && exec "$bin" serve) > "$tmp/server.log" 2>&1 &
