@@ -35,6 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Inspect, revoke and prune tokens')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log')
             [CompletionResult]::new('apikey', 'apikey', [CompletionResultType]::ParameterValue, 'Create, list and revoke API keys for services (the admin API, introspection)')
+            [CompletionResult]::new('client', 'client', [CompletionResultType]::ParameterValue, 'Register and manage the applications that sign in with authctl (OpenID Connect)')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Probe a running server; exit 0 when healthy, 1 when not or unreachable')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'List, rotate and retire the signing keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the configuration and show the effective settings, secrets redacted')
@@ -529,6 +530,88 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
         'authctl;apikey;help;help' {
             break
         }
+        'authctl;client' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Register a client; prints its client_id (and, unless --public, its secret once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the clients (never their secrets)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a client: its sessions end and its tokens are refused at once')
+            [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Give a confidential client a new secret; the old one fails from now on')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'authctl;client;add' {
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'A name people see on the login page ("to continue to NAME")')
+            [CompletionResult]::new('--redirect-uri', '--redirect-uri', [CompletionResultType]::ParameterName, 'A redirect URI, compared as an exact string (repeatable); http://127.0.0.1/… and http://[::1]/… match any port (RFC 8252)')
+            [CompletionResult]::new('--post-logout-redirect-uri', '--post-logout-redirect-uri', [CompletionResultType]::ParameterName, 'Where RP-initiated logout may send the browser back to (repeatable, exact)')
+            [CompletionResult]::new('--id-token-alg', '--id-token-alg', [CompletionResultType]::ParameterName, 'The ID token''s signing algorithm')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('--public', '--public', [CompletionResultType]::ParameterName, 'A public client (an SPA, a mobile app): no secret, PKCE only')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;client;list' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;client;remove' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;client;rotate-secret' {
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format [env: AUTHCTL_LOG_FORMAT]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'authctl;client;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Register a client; prints its client_id (and, unless --public, its secret once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the clients (never their secrets)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a client: its sessions end and its tokens are refused at once')
+            [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Give a confidential client a new secret; the old one fails from now on')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'authctl;client;help;add' {
+            break
+        }
+        'authctl;client;help;list' {
+            break
+        }
+        'authctl;client;help;remove' {
+            break
+        }
+        'authctl;client;help;rotate-secret' {
+            break
+        }
+        'authctl;client;help;help' {
+            break
+        }
         'authctl;health' {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Which probe to ask')
@@ -566,6 +649,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
         }
         'authctl;keys;rotate' {
             [CompletionResult]::new('--algorithm', '--algorithm', [CompletionResultType]::ParameterName, 'Algorithm of the new key (HS256, HS384, HS512, EdDSA, ES256) [default: the configured ALGORITHM]')
+            [CompletionResult]::new('--id-token', '--id-token', [CompletionResultType]::ParameterName, 'Rotate the OpenID Connect provider''s ID-token key of this algorithm instead (RS256, EdDSA, ES256) [default when given without a value: RS256]')
             [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'output')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Read settings from this TOML file (default: ./authctl.toml if present)')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]')
@@ -765,6 +849,7 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Inspect, revoke and prune tokens')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the audit log')
             [CompletionResult]::new('apikey', 'apikey', [CompletionResultType]::ParameterValue, 'Create, list and revoke API keys for services (the admin API, introspection)')
+            [CompletionResult]::new('client', 'client', [CompletionResultType]::ParameterValue, 'Register and manage the applications that sign in with authctl (OpenID Connect)')
             [CompletionResult]::new('health', 'health', [CompletionResultType]::ParameterValue, 'Probe a running server; exit 0 when healthy, 1 when not or unreachable')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'List, rotate and retire the signing keys')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the configuration and show the effective settings, secrets redacted')
@@ -888,6 +973,25 @@ Register-ArgumentCompleter -Native -CommandName 'authctl' -ScriptBlock {
             break
         }
         'authctl;help;apikey;revoke' {
+            break
+        }
+        'authctl;help;client' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Register a client; prints its client_id (and, unless --public, its secret once)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the clients (never their secrets)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a client: its sessions end and its tokens are refused at once')
+            [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Give a confidential client a new secret; the old one fails from now on')
+            break
+        }
+        'authctl;help;client;add' {
+            break
+        }
+        'authctl;help;client;list' {
+            break
+        }
+        'authctl;help;client;remove' {
+            break
+        }
+        'authctl;help;client;rotate-secret' {
             break
         }
         'authctl;help;health' {

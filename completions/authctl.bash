@@ -22,6 +22,9 @@ _authctl() {
             authctl,audit)
                 cmd="authctl__subcmd__audit"
                 ;;
+            authctl,client)
+                cmd="authctl__subcmd__client"
+                ;;
             authctl,completions)
                 cmd="authctl__subcmd__completions"
                 ;;
@@ -97,6 +100,36 @@ _authctl() {
             authctl__subcmd__audit__subcmd__help,list)
                 cmd="authctl__subcmd__audit__subcmd__help__subcmd__list"
                 ;;
+            authctl__subcmd__client,add)
+                cmd="authctl__subcmd__client__subcmd__add"
+                ;;
+            authctl__subcmd__client,help)
+                cmd="authctl__subcmd__client__subcmd__help"
+                ;;
+            authctl__subcmd__client,list)
+                cmd="authctl__subcmd__client__subcmd__list"
+                ;;
+            authctl__subcmd__client,remove)
+                cmd="authctl__subcmd__client__subcmd__remove"
+                ;;
+            authctl__subcmd__client,rotate-secret)
+                cmd="authctl__subcmd__client__subcmd__rotate__subcmd__secret"
+                ;;
+            authctl__subcmd__client__subcmd__help,add)
+                cmd="authctl__subcmd__client__subcmd__help__subcmd__add"
+                ;;
+            authctl__subcmd__client__subcmd__help,help)
+                cmd="authctl__subcmd__client__subcmd__help__subcmd__help"
+                ;;
+            authctl__subcmd__client__subcmd__help,list)
+                cmd="authctl__subcmd__client__subcmd__help__subcmd__list"
+                ;;
+            authctl__subcmd__client__subcmd__help,remove)
+                cmd="authctl__subcmd__client__subcmd__help__subcmd__remove"
+                ;;
+            authctl__subcmd__client__subcmd__help,rotate-secret)
+                cmd="authctl__subcmd__client__subcmd__help__subcmd__rotate__subcmd__secret"
+                ;;
             authctl__subcmd__config,check)
                 cmd="authctl__subcmd__config__subcmd__check"
                 ;;
@@ -151,6 +184,9 @@ _authctl() {
             authctl__subcmd__help,audit)
                 cmd="authctl__subcmd__help__subcmd__audit"
                 ;;
+            authctl__subcmd__help,client)
+                cmd="authctl__subcmd__help__subcmd__client"
+                ;;
             authctl__subcmd__help,completions)
                 cmd="authctl__subcmd__help__subcmd__completions"
                 ;;
@@ -201,6 +237,18 @@ _authctl() {
                 ;;
             authctl__subcmd__help__subcmd__audit,list)
                 cmd="authctl__subcmd__help__subcmd__audit__subcmd__list"
+                ;;
+            authctl__subcmd__help__subcmd__client,add)
+                cmd="authctl__subcmd__help__subcmd__client__subcmd__add"
+                ;;
+            authctl__subcmd__help__subcmd__client,list)
+                cmd="authctl__subcmd__help__subcmd__client__subcmd__list"
+                ;;
+            authctl__subcmd__help__subcmd__client,remove)
+                cmd="authctl__subcmd__help__subcmd__client__subcmd__remove"
+                ;;
+            authctl__subcmd__help__subcmd__client,rotate-secret)
+                cmd="authctl__subcmd__help__subcmd__client__subcmd__rotate__subcmd__secret"
                 ;;
             authctl__subcmd__help__subcmd__config,check)
                 cmd="authctl__subcmd__help__subcmd__config__subcmd__check"
@@ -461,7 +509,7 @@ _authctl() {
 
     case "${cmd}" in
         authctl)
-            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token audit apikey health keys config email db completions openapi generate-assets help"
+            opts="-h -V --config --database-url --log-level --log-format --help --version serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -788,7 +836,7 @@ _authctl() {
                     return 0
                     ;;
                 --kind)
-                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset mfa_enabled mfa_disabled mfa_failed recovery_code_used user_imported apikey_created apikey_revoked user_updated" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "user_registered user_created login_succeeded login_failed login_locked account_locked account_unlocked refresh_reuse_detected session_revoked password_changed user_disabled user_enabled user_deleted keys_rotated key_retired email_verification_sent email_verified password_reset_requested password_reset mfa_enabled mfa_disabled mfa_failed recovery_code_used user_imported apikey_created apikey_revoked user_updated oidc_login oidc_code_reuse client_created client_removed" -- "${cur}"))
                     return 0
                     ;;
                 --since)
@@ -799,6 +847,272 @@ _authctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client)
+            opts="-h --config --database-url --log-level --log-format --help add list remove rotate-secret help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__add)
+            opts="-h --name --redirect-uri --public --post-logout-redirect-uri --id-token-alg --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --redirect-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --post-logout-redirect-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --id-token-alg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help)
+            opts="add list remove rotate-secret help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__help__subcmd__rotate__subcmd__secret)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__list)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__remove)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__client__subcmd__rotate__subcmd__secret)
+            opts="-h --output --config --database-url --log-level --log-format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
@@ -1347,7 +1661,7 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help)
-            opts="serve migrate user token audit apikey health keys config email db completions openapi generate-assets help"
+            opts="serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1431,6 +1745,76 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__help__subcmd__audit__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__client)
+            opts="add list remove rotate-secret"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__client__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__client__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__client__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        authctl__subcmd__help__subcmd__client__subcmd__rotate__subcmd__secret)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2187,13 +2571,17 @@ _authctl() {
             return 0
             ;;
         authctl__subcmd__keys__subcmd__rotate)
-            opts="-h --algorithm --output --config --database-url --log-level --log-format --help"
+            opts="-h --algorithm --id-token --output --config --database-url --log-level --log-format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --algorithm)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --id-token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand audit 'Read the audit log'
             cand apikey 'Create, list and revoke API keys for services (the admin API, introspection)'
+            cand client 'Register and manage the applications that sign in with authctl (OpenID Connect)'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -459,6 +460,77 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;apikey;help;help'= {
         }
+        &'authctl;client'= {
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand add 'Register a client; prints its client_id (and, unless --public, its secret once)'
+            cand list 'List the clients (never their secrets)'
+            cand remove 'Remove a client: its sessions end and its tokens are refused at once'
+            cand rotate-secret 'Give a confidential client a new secret; the old one fails from now on'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;client;add'= {
+            cand --name 'A name people see on the login page ("to continue to NAME")'
+            cand --redirect-uri 'A redirect URI, compared as an exact string (repeatable); http://127.0.0.1/… and http://[::1]/… match any port (RFC 8252)'
+            cand --post-logout-redirect-uri 'Where RP-initiated logout may send the browser back to (repeatable, exact)'
+            cand --id-token-alg 'The ID token''s signing algorithm'
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand --public 'A public client (an SPA, a mobile app): no secret, PKCE only'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;client;list'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;client;remove'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;client;rotate-secret'= {
+            cand --output 'output'
+            cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
+            cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
+            cand --log-level 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]'
+            cand --log-format 'Log line format [env: AUTHCTL_LOG_FORMAT]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'authctl;client;help'= {
+            cand add 'Register a client; prints its client_id (and, unless --public, its secret once)'
+            cand list 'List the clients (never their secrets)'
+            cand remove 'Remove a client: its sessions end and its tokens are refused at once'
+            cand rotate-secret 'Give a confidential client a new secret; the old one fails from now on'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'authctl;client;help;add'= {
+        }
+        &'authctl;client;help;list'= {
+        }
+        &'authctl;client;help;remove'= {
+        }
+        &'authctl;client;help;rotate-secret'= {
+        }
+        &'authctl;client;help;help'= {
+        }
         &'authctl;health'= {
             cand --url 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]'
             cand --check 'Which probe to ask'
@@ -493,6 +565,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
         }
         &'authctl;keys;rotate'= {
             cand --algorithm 'Algorithm of the new key (HS256, HS384, HS512, EdDSA, ES256) [default: the configured ALGORITHM]'
+            cand --id-token 'Rotate the OpenID Connect provider''s ID-token key of this algorithm instead (RS256, EdDSA, ES256) [default when given without a value: RS256]'
             cand --output 'output'
             cand --config 'Read settings from this TOML file (default: ./authctl.toml if present)'
             cand --database-url 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]'
@@ -663,6 +736,7 @@ set edit:completion:arg-completer[authctl] = {|@words|
             cand token 'Inspect, revoke and prune tokens'
             cand audit 'Read the audit log'
             cand apikey 'Create, list and revoke API keys for services (the admin API, introspection)'
+            cand client 'Register and manage the applications that sign in with authctl (OpenID Connect)'
             cand health 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
             cand keys 'List, rotate and retire the signing keys'
             cand config 'Check the configuration and show the effective settings, secrets redacted'
@@ -756,6 +830,20 @@ set edit:completion:arg-completer[authctl] = {|@words|
         &'authctl;help;apikey;list'= {
         }
         &'authctl;help;apikey;revoke'= {
+        }
+        &'authctl;help;client'= {
+            cand add 'Register a client; prints its client_id (and, unless --public, its secret once)'
+            cand list 'List the clients (never their secrets)'
+            cand remove 'Remove a client: its sessions end and its tokens are refused at once'
+            cand rotate-secret 'Give a confidential client a new secret; the old one fails from now on'
+        }
+        &'authctl;help;client;add'= {
+        }
+        &'authctl;help;client;list'= {
+        }
+        &'authctl;help;client;remove'= {
+        }
+        &'authctl;help;client;rotate-secret'= {
         }
         &'authctl;help;health'= {
         }

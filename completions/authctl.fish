@@ -37,6 +37,7 @@ complete -c authctl -n "__fish_authctl_needs_command" -f -a "user" -d 'Manage us
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "token" -d 'Inspect, revoke and prune tokens'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "audit" -d 'Read the audit log'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "apikey" -d 'Create, list and revoke API keys for services (the admin API, introspection)'
+complete -c authctl -n "__fish_authctl_needs_command" -f -a "client" -d 'Register and manage the applications that sign in with authctl (OpenID Connect)'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "keys" -d 'List, rotate and retire the signing keys'
 complete -c authctl -n "__fish_authctl_needs_command" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
@@ -306,7 +307,11 @@ recovery_code_used\t''
 user_imported\t'One `user import` run, with its counts (SPEC §16)'
 apikey_created\t'An API key was created (SPEC §15)'
 apikey_revoked\t''
-user_updated\t'A user\'s email, username, verification or roles changed (admin API, `user role`)'"
+user_updated\t'A user\'s email, username, verification or roles changed (admin API, `user role`)'
+oidc_login\t'A login through the OpenID Connect provider issued a client its tokens (§18)'
+oidc_code_reuse\t'An authorization code came back after its first use: what it issued is revoked'
+client_created\t''
+client_removed\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l since -d 'Only events of the last DURATION (e.g. 15m, 24h, 7d)' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l limit -d 'Show at most this many events' -r
 complete -c authctl -n "__fish_authctl_using_subcommand audit; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
@@ -364,6 +369,59 @@ complete -c authctl -n "__fish_authctl_using_subcommand apikey; and __fish_seen_
 complete -c authctl -n "__fish_authctl_using_subcommand apikey; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the keys (never the keys themselves)'
 complete -c authctl -n "__fish_authctl_using_subcommand apikey; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key: refused at once, by every server on the database'
 complete -c authctl -n "__fish_authctl_using_subcommand apikey; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -s h -l help -d 'Print help'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -f -a "add" -d 'Register a client; prints its client_id (and, unless --public, its secret once)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -f -a "list" -d 'List the clients (never their secrets)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -f -a "remove" -d 'Remove a client: its sessions end and its tokens are refused at once'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -f -a "rotate-secret" -d 'Give a confidential client a new secret; the old one fails from now on'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and not __fish_seen_subcommand_from add list remove rotate-secret help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l name -d 'A name people see on the login page ("to continue to NAME")' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l redirect-uri -d 'A redirect URI, compared as an exact string (repeatable); http://127.0.0.1/… and http://[::1]/… match any port (RFC 8252)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l post-logout-redirect-uri -d 'Where RP-initiated logout may send the browser back to (repeatable, exact)' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l id-token-alg -d 'The ID token\'s signing algorithm' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -l public -d 'A public client (an SPA, a mobile app): no secret, PKCE only'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -l output -r -f -a "table\t'Aligned table for people'
+json\t'One JSON document for scripts'"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -l database-url -d 'Database URL: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB [env: DATABASE_URL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -l log-level -d 'Log level or tracing filter, e.g. info, debug, authctl=trace [env: LOG_LEVEL]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
+json\t''"
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "add" -d 'Register a client; prints its client_id (and, unless --public, its secret once)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the clients (never their secrets)'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a client: its sessions end and its tokens are refused at once'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "rotate-secret" -d 'Give a confidential client a new secret; the old one fails from now on'
+complete -c authctl -n "__fish_authctl_using_subcommand client; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand health" -l url -d 'Base URL of the server [default: http://127.0.0.1:<port of the configured bind>]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand health" -l check -d 'Which probe to ask' -r -f -a "liveness\t'The process is up'
 readiness\t'The database answers and the schema is current'
@@ -394,6 +452,7 @@ complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_su
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l algorithm -d 'Algorithm of the new key (HS256, HS384, HS512, EdDSA, ES256) [default: the configured ALGORITHM]' -r
+complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l id-token -d 'Rotate the OpenID Connect provider\'s ID-token key of this algorithm instead (RS256, EdDSA, ES256) [default when given without a value: RS256]' -r
 complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l output -r -f -a "table\t'Aligned table for people'
 json\t'One JSON document for scripts'"
 complete -c authctl -n "__fish_authctl_using_subcommand keys; and __fish_seen_subcommand_from rotate" -l config -d 'Read settings from this TOML file (default: ./authctl.toml if present)' -r -F
@@ -505,21 +564,22 @@ complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -l log-format -d 'Log line format [env: AUTHCTL_LOG_FORMAT]' -r -f -a "text\t''
 json\t''"
 complete -c authctl -n "__fish_authctl_using_subcommand generate-assets" -s h -l help -d 'Print help'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "user" -d 'Manage users'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "apikey" -d 'Create, list and revoke API keys for services (the admin API, introspection)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "email"
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "db" -d 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
-complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey health keys config email db completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "serve" -d 'Run the REST API (migrates the database first unless --no-migrate)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "migrate" -d 'Apply pending database migrations, or list them with --status'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "user" -d 'Manage users'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "token" -d 'Inspect, revoke and prune tokens'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "audit" -d 'Read the audit log'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "apikey" -d 'Create, list and revoke API keys for services (the admin API, introspection)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "client" -d 'Register and manage the applications that sign in with authctl (OpenID Connect)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "health" -d 'Probe a running server; exit 0 when healthy, 1 when not or unreachable'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "keys" -d 'List, rotate and retire the signing keys'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "config" -d 'Check the configuration and show the effective settings, secrets redacted'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "email"
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "db" -d 'Back up a SQLite database, or copy the database into another (SQLite ↔ PostgreSQL)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "completions" -d 'Print a shell completion script'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "openapi" -d 'Print the OpenAPI document (no server needed)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "generate-assets" -d 'Write completions/ and man/ from these definitions (for maintainers)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and not __fish_seen_subcommand_from serve migrate user token audit apikey client health keys config email db completions openapi generate-assets help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user (password from --password-stdin or a no-echo prompt)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user and revoke all of their sessions'
@@ -542,6 +602,10 @@ complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_su
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from apikey" -f -a "create" -d 'Create a key with the given scopes and print it once'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from apikey" -f -a "list" -d 'List the keys (never the keys themselves)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from apikey" -f -a "revoke" -d 'Revoke a key: refused at once, by every server on the database'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "add" -d 'Register a client; prints its client_id (and, unless --public, its secret once)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "list" -d 'List the clients (never their secrets)'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "remove" -d 'Remove a client: its sessions end and its tokens are refused at once'
+complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from client" -f -a "rotate-secret" -d 'Give a confidential client a new secret; the old one fails from now on'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List the signing keys: kid, algorithm, state (current, previous, retired)'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "rotate" -d 'Make a new current signing key; the previous one verifies until its tokens expire'
 complete -c authctl -n "__fish_authctl_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "retire" -d 'Stop trusting a key now (a leaked key): its tokens are refused at once'

@@ -31,8 +31,13 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// Algorithm of the new key (HS256, HS384, HS512, EdDSA, ES256) [default: the configured ALGORITHM]
-    #[arg(long, value_name = "ALG", value_parser = crate::config::types::parse_algorithm)]
+    #[arg(long, value_name = "ALG", value_parser = crate::config::types::parse_algorithm, conflicts_with = "id_token")]
     pub algorithm: Option<Algorithm>,
+    /// Rotate the OpenID Connect provider's ID-token key of this algorithm instead
+    /// (RS256, EdDSA, ES256) [default when given without a value: RS256]
+    #[arg(long, value_name = "ALG", num_args = 0..=1, default_missing_value = "RS256",
+        value_parser = str::parse::<crate::tokens::id_token::IdAlg>)]
+    pub id_token: Option<crate::tokens::id_token::IdAlg>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
@@ -58,6 +63,22 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<u8> {
             match args.output {
                 OutputFormat::Json => output::print_json(&keys),
                 OutputFormat::Table => print_table(&keys),
+            }
+        }
+        KeysCommand::Rotate(RotateArgs {
+            id_token: Some(alg),
+            output: format,
+            ..
+        }) => {
+            let (kid, alg) = service.rotate_id_key(alg).await?;
+            match format {
+                OutputFormat::Json => output::print_json(&serde_json::json!({
+                    "kid": kid, "alg": alg, "state": "current", "use": "id_token"
+                })),
+                OutputFormat::Table => outln!(
+                    "new current ID-token key {kid} ({alg}); the previous one verifies until its \
+                     ID tokens expire; running servers pick it up within seconds"
+                ),
             }
         }
         KeysCommand::Rotate(args) => {
@@ -90,10 +111,11 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<u8> {
 }
 
 fn print_table(keys: &[KeyInfo]) {
-    let mut t = output::table(&["KID", "ALG", "STATE", "CREATED", "EXPIRES"]);
+    let mut t = output::table(&["KID", "USE", "ALG", "STATE", "CREATED", "EXPIRES"]);
     for k in keys {
         t.add_row(vec![
             k.kid.clone(),
+            k.use_.to_owned(),
             k.alg.clone(),
             k.state.clone(),
             k.created_at.to_rfc3339(),

@@ -3,6 +3,7 @@
 
 mod apikey;
 mod audit;
+mod client;
 mod config_check;
 mod db;
 mod email;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Create, list and revoke API keys for services (the admin API, introspection)
     #[command(subcommand)]
     Apikey(apikey::ApikeyCommand),
+    /// Register and manage the applications that sign in with authctl (OpenID Connect)
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Probe a running server; exit 0 when healthy, 1 when not or unreachable
     Health(HealthArgs),
     /// List, rotate and retire the signing keys
@@ -257,6 +261,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Keys(cmd) => keys::run(&settings, cmd).await,
         Command::Audit(cmd) => audit::run(&settings, cmd).await,
         Command::Apikey(cmd) => apikey::run(&settings, cmd).await,
+        Command::Client(cmd) => client::run(&settings, cmd).await,
         Command::Email(cmd) => email::run(&settings, cmd).await,
         Command::Db(cmd) => db::run(&settings, cmd).await,
         Command::Completions(_) | Command::GenerateAssets(_) | Command::Openapi => Ok(0),

@@ -80,6 +80,7 @@ fn value_of(s: &Settings, key: &str) -> Option<String> {
             .map_or_else(|| "none".into(), |p| p.display().to_string()),
         "auth.refresh_reuse_grace_seconds" => s.auth.refresh_reuse_grace.as_secs().to_string(),
         "auth.issuer" => s.auth.issuer.clone(),
+        "oidc.enabled" => s.auth.oidc_enabled.to_string(),
         "cors.allowed_origins" => match &s.cors {
             CorsOrigins::Off => String::new(),
             CorsOrigins::Any => "*".into(),

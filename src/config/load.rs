@@ -157,6 +157,7 @@ const SETTINGS: &[Setting] = &[
     setting!("auth.lockout_permanent_after", ["AUTHCTL_LOCKOUT_PERMANENT_AFTER"], Int, auth.lockout_permanent_after = parse_u32_in(0, 1_000_000)),
     setting!("auth.require_verified_email", ["AUTHCTL_REQUIRE_VERIFIED_EMAIL"], Bool, auth.require_verified_email = parse_bool),
     setting!("auth.default_roles", ["AUTHCTL_DEFAULT_ROLES"], List, auth.default_roles = parse_roles),
+    setting!("oidc.enabled", ["AUTHCTL_OIDC_ENABLED"], Bool, auth.oidc_enabled = parse_bool),
     setting!("email.url", ["AUTHCTL_EMAIL_URL"], Str, auth.email.url = |s| super::email::EmailUrl::parse(s).map(Some)),
     setting!("email.from", ["AUTHCTL_EMAIL_FROM"], Str, auth.email.from = super::email::parse_from),
     setting!("email.verify_url", ["AUTHCTL_EMAIL_VERIFY_URL"], Str, auth.email.verify_url = |s| super::email::LinkTemplate::parse(s).map(Some)),
@@ -249,6 +250,13 @@ pub fn load_with(
         return Err(Error::config(
             "email.from (AUTHCTL_EMAIL_FROM) is required when email.url is set".to_owned(),
         ));
+    }
+    if settings.auth.oidc_enabled {
+        super::types::check_oidc_issuer(&settings.auth.issuer).map_err(|e| {
+            Error::config(format!(
+                "auth.issuer (AUTHCTL_ISSUER) {e} when oidc.enabled is true (SPEC §18)"
+            ))
+        })?;
     }
     if settings.auth.lockout_duration > settings.auth.lockout_max_duration {
         return Err(Error::config(format!(

@@ -107,6 +107,8 @@ pub struct AuthSettings {
     pub require_verified_email: bool,
     /// `auth.default_roles`: the roles a self-registered user is given (SPEC §15).
     pub default_roles: Vec<crate::domain::Role>,
+    /// `oidc.enabled`: the OpenID Connect provider (SPEC §18).
+    pub oidc_enabled: bool,
     /// `email.*` (SPEC §13).
     pub email: email::EmailSettings,
 }
@@ -179,6 +181,7 @@ impl Default for Settings {
                 lockout_permanent_after: 100,
                 require_verified_email: false,
                 default_roles: Vec::new(),
+                oidc_enabled: false,
                 email: email::EmailSettings::default(),
             },
             cors: CorsOrigins::Off,

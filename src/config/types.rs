@@ -298,6 +298,27 @@ pub fn parse_issuer(s: &str) -> Result<String, String> {
     }
 }
 
+/// With the OpenID Connect provider on, the issuer is the public base URL clients
+/// reach it at: `https://…`, or `http://…` on a loopback host; no query or fragment.
+pub fn check_oidc_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer)
+        .map_err(|_| format!("{issuer:?} must be the public https:// URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+    if !scheme_ok || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty()
+    {
+        return Err(format!(
+            "{issuer:?} must be the public https:// URL (http:// only on a loopback host), without query or fragment"
+        ));
+    }
+    Ok(())
+}
+
 /// `server.max_connections`: at least one connection, at most a million (more file
 /// descriptors than any process here gets).
 pub fn parse_max_connections(s: &str) -> Result<usize, String> {

@@ -5,6 +5,7 @@
 //!
 //! - this file: [`app`] (the whole filter) and [`serve`];
 //! - [`admin`]: the admin API (API keys), one file per resource;
+//! - [`oidc`]: the OpenID Connect provider (SPEC §18): pages, token endpoint, userinfo;
 //! - [`api`]: one file per endpoint — its route, body type, handler and OpenAPI path;
 //! - [`docs`]: the OpenAPI document, its shared error responses, Swagger UI and ReDoc;
 //! - [`middleware`]: CORS, security headers, request ids, the request's log line
@@ -31,6 +32,7 @@ pub mod docs;
 pub mod filters;
 pub mod listener;
 pub mod middleware;
+pub mod oidc;
 pub mod problem;
 pub mod rate_limit;
 pub mod rejection;
@@ -52,6 +54,8 @@ pub fn app(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = I
     // Rejections become problem responses inside the CORS wrapper, so browsers can read
     // them too; the outer `recover` answers the wrapper's own refusals.
     let routes = api::routes(&state)
+        .or(oidc::routes(&state))
+        .unify()
         .or(docs::routes())
         .unify()
         .recover(rejection::handle)

@@ -144,6 +144,8 @@ pub async fn run_once(service: &AuthService) -> Result<Deleted, (Deleted, crate:
     deleted.keys = service.prune_keys().await.map_err(|e| (deleted, e))?;
     deleted.audit_events = service.prune_audit().await.map_err(|e| (deleted, e))?;
     deleted.email_rows = service.prune_email().await.map_err(|e| (deleted, e))?;
+    // Spent and expired authorization codes (SPEC §18), counted with the tokens.
+    deleted.tokens += service.prune_codes().await.map_err(|e| (deleted, e))?;
     Ok(deleted)
 }
 

@@ -60,6 +60,12 @@ pub enum AuditKind {
     /// A user's email, username, verification or roles changed (admin API, `user
     /// role`).
     UserUpdated,
+    /// A login through the OpenID Connect provider issued a client its tokens (§18).
+    OidcLogin,
+    /// An authorization code came back after its first use: what it issued is revoked.
+    OidcCodeReuse,
+    ClientCreated,
+    ClientRemoved,
 }
 
 impl AuditKind {
@@ -92,6 +98,10 @@ impl AuditKind {
             AuditKind::ApikeyCreated => "apikey_created",
             AuditKind::ApikeyRevoked => "apikey_revoked",
             AuditKind::UserUpdated => "user_updated",
+            AuditKind::OidcLogin => "oidc_login",
+            AuditKind::OidcCodeReuse => "oidc_code_reuse",
+            AuditKind::ClientCreated => "client_created",
+            AuditKind::ClientRemoved => "client_removed",
         }
     }
 }
@@ -295,6 +305,6 @@ mod tests {
             assert_eq!(serde_name, kind.as_str());
             assert_eq!(clap_name.get_name(), kind.as_str());
         }
-        assert_eq!(AuditKind::value_variants().len(), 27);
+        assert_eq!(AuditKind::value_variants().len(), 31);
     }
 }

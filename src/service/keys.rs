@@ -53,6 +53,9 @@ pub struct KeyInfo {
     pub created_at: DateTime<Utc>,
     /// For a previous key: when its last token expires; else none.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What it signs: `access` tokens, or `id_token`s of the OpenID Connect provider.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
 }
 
 /// The keys one process holds, reloaded in place.
@@ -134,6 +137,10 @@ pub async fn provision(store: &dyn Store, settings: &AuthSettings) -> Result<()>
             secrecy::ExposeSecret::expose_secret(&generate_grace_secret()),
         )
         .await?;
+    if settings.oidc_enabled {
+        // OIDC Discovery requires RS256 (SPEC §18); the others come when a client asks.
+        super::oidc::keys::provision(store, crate::tokens::id_token::IdAlg::Rs256).await?;
+    }
     if static_key(settings).is_some() {
         return Ok(());
     }
@@ -254,6 +261,9 @@ impl AuthService {
 
     /// Re-reads the live keys; swaps them in if they changed. Returns whether they did.
     pub async fn reload_keys(&self) -> Result<bool> {
+        if self.settings.oidc_enabled {
+            self.reload_id_keys().await?;
+        }
         if !self.keys.from_database {
             return Ok(false);
         }
@@ -304,8 +314,9 @@ impl AuthService {
         self.jwt().jwks().clone()
     }
 
+    /// Every key: the access-token keys, then the ID-token keys (SPEC §18).
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-        Ok(self
+        let access = self
             .store
             .all_signing_keys()
             .await?
@@ -316,8 +327,17 @@ impl AuthService {
                 state: r.state,
                 created_at: r.created_at,
                 expires_at: r.expires_at,
-            })
-            .collect())
+                use_: "access",
+            });
+        let id = self.list_id_keys().await?.into_iter().map(|r| KeyInfo {
+            kid: r.kid,
+            alg: r.alg,
+            state: r.state,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            use_: "id_token",
+        });
+        Ok(access.chain(id).collect())
     }
 
     /// Makes a new current key (of `algorithm`, else the configured one); the previous
@@ -354,6 +374,7 @@ impl AuthService {
             state: key.state,
             created_at: key.created_at,
             expires_at: None,
+            use_: "access",
         })
     }
 
@@ -362,6 +383,15 @@ impl AuthService {
     pub async fn retire_key(&self, kid: &str) -> Result<()> {
         let all = self.store.all_signing_keys().await?;
         let Some(found) = all.iter().find(|k| k.kid == kid) else {
+            // An ID-token key (SPEC §18) retires the same way, unless it is current.
+            if self.retire_id_key(kid).await? {
+                tracing::warn!(kid, "ID-token key retired");
+                let event = Audit::new(AuditKind::KeyRetired)
+                    .detail("kid", kid)
+                    .detail("use", "id_token");
+                self.audit(&RequestContext::default(), event).await;
+                return Ok(());
+            }
             return Err(Error::NotFound(format!("signing key {kid}")));
         };
         if found.state == "current" {
@@ -382,7 +412,8 @@ impl AuthService {
 
     /// Drops previous keys none of whose tokens can still be valid.
     pub async fn prune_keys(&self) -> Result<u64> {
-        let n = self.store.prune_signing_keys(Utc::now()).await?;
+        let n = self.store.prune_signing_keys(Utc::now()).await?
+            + self.store.id_keys_prune(Utc::now()).await?;
         if n > 0 {
             tracing::info!(keys = n, "dropped expired previous signing keys");
         }

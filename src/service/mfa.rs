@@ -34,7 +34,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::lockout::{Checked, Gate};
-use super::{Audit, AuditKind, AuthService, RequestContext, TokenPair};
+use super::{Audit, AuditKind, AuthService, RequestContext, SessionKind, Started, TokenPair};
 use crate::domain::{FamilyId, Password, UserRef};
 use crate::error::{Error, Redacted, Result};
 use crate::metrics::LoginResult;
@@ -156,13 +156,27 @@ impl AuthService {
         mfa_token: &str,
         code: &str,
     ) -> Result<TokenPair> {
+        let started = self
+            .login_mfa_as(ctx, mfa_token, code, SessionKind::Api)
+            .await?;
+        self.tokens_of(started).await
+    }
+
+    /// The MFA grant's second step, starting a session of `kind`.
+    pub(crate) async fn login_mfa_as(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        mfa_token: &str,
+        code: &str,
+        kind: SessionKind,
+    ) -> Result<Started> {
         let this = Arc::clone(self);
         let ctx = ctx.clone();
         let mfa_token = secrecy::SecretString::from(mfa_token);
         let code = secrecy::SecretString::from(code);
         tokio::spawn(async move {
             use secrecy::ExposeSecret;
-            this.login_mfa_attempt(&ctx, mfa_token.expose_secret(), code.expose_secret())
+            this.login_mfa_attempt(&ctx, mfa_token.expose_secret(), code.expose_secret(), kind)
                 .await
         })
         .await
@@ -174,7 +188,8 @@ impl AuthService {
         ctx: &RequestContext,
         mfa_token: &str,
         code: &str,
-    ) -> Result<TokenPair> {
+        kind: SessionKind,
+    ) -> Result<Started> {
         let token = RefreshToken::parse(mfa_token.trim()).ok_or(Error::InvalidSecondFactor)?;
         let digest = token.digest();
         let now = Utc::now();
@@ -226,7 +241,7 @@ impl AuthService {
             self.metrics.login(LoginResult::Failure);
             return Err(Error::InvalidSecondFactor);
         }
-        self.start_session(ctx, creds.user, &creds.password_hash, AMR_PWD_OTP)
+        self.start_session(ctx, creds.user, &creds.password_hash, AMR_PWD_OTP, kind)
             .await
     }
 

@@ -34,6 +34,7 @@ mod lifetime;
 pub mod lockout;
 mod metrics;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 mod revocation;
 pub mod sessions;
@@ -76,6 +77,32 @@ pub struct TokenPair {
     /// Seconds until the access token expires.
     #[schema(minimum = 0, example = 1800)]
     pub expires_in: u64,
+}
+
+/// Who a new session's refresh token is for (SPEC §18): the REST API's clients, or
+/// the login page's browser session cookie (never rotated at `/refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Api,
+    Browser,
+}
+
+/// A session a login just created, before any token of it is issued.
+pub struct Started {
+    pub user: User,
+    pub family: FamilyId,
+    /// Its first refresh token (the browser session's cookie, for the login page).
+    pub refresh: RefreshToken,
+    pub amr: String,
+    pub now: DateTime<Utc>,
+}
+
+/// A refresh token rotated (or a grace retry answered): its session as it was read,
+/// and the successor to hand out.
+pub(crate) struct Rotated {
+    pub rec: RefreshRecord,
+    pub refresh: RefreshToken,
+    pub now: DateTime<Utc>,
 }
 
 /// Where a token stands, as `token inspect` reports it.
@@ -125,6 +152,8 @@ pub struct AuthService {
     lockout_changed: tokio::sync::Notify,
     /// Woken when a message is queued in the outbox: the sender looks at once.
     outbox_wake: tokio::sync::Notify,
+    /// The OpenID Connect provider's ID-token keys (SPEC §18).
+    id_keys: oidc::IdKeys,
 }
 
 /// What new hashes are made with, from `auth.password_hash` and its parameters.
@@ -179,6 +208,7 @@ impl AuthService {
             metrics: Metrics::new(),
             lockout_changed: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
+            id_keys: oidc::IdKeys::default(),
         })
     }
 
@@ -227,6 +257,22 @@ impl AuthService {
         password: &str,
         code: Option<&str>,
     ) -> Result<TokenPair> {
+        let started = self
+            .login_as(ctx, login, password, code, SessionKind::Api)
+            .await?;
+        self.tokens_of(started).await
+    }
+
+    /// A password login (with its second factor's `code`, if any) that starts a
+    /// session of `kind`. Runs to its end in a task of its own.
+    pub(crate) async fn login_as(
+        self: &Arc<Self>,
+        ctx: &RequestContext,
+        login: &str,
+        password: &str,
+        code: Option<&str>,
+        kind: SessionKind,
+    ) -> Result<Started> {
         let this = Arc::clone(self);
         let ctx = ctx.clone();
         let login = login.to_owned();
@@ -235,7 +281,7 @@ impl AuthService {
         tokio::spawn(async move {
             use secrecy::ExposeSecret;
             let code = code.as_ref().map(|c| c.expose_secret());
-            this.login_attempt(&ctx, &login, password.expose_secret(), code)
+            this.login_attempt(&ctx, &login, password.expose_secret(), code, kind)
                 .await
         })
         .await
@@ -248,7 +294,8 @@ impl AuthService {
         login: &str,
         password: &str,
         code: Option<&str>,
-    ) -> Result<TokenPair> {
+        kind: SessionKind,
+    ) -> Result<Started> {
         let plausible = login.len() <= Email::MAX_LEN
             && !login.contains('\0')
             && password.len() <= Password::MAX_BYTES
@@ -333,11 +380,13 @@ impl AuthService {
             }
         };
         let user_id = user.id;
-        let pair = self.start_session(ctx, user, &verified_hash, amr).await?;
+        let started = self
+            .start_session(ctx, user, &verified_hash, amr, kind)
+            .await?;
         // After the session: it was created for the hash that verified, and the
         // rehash replaces that hash only if it is still the stored one.
         self.rehash_later(user_id, &verified_hash, candidate);
-        Ok(pair)
+        Ok(started)
     }
 
     /// Rehash on login (SPEC §16): a hash that verified but is of another algorithm
@@ -382,7 +431,8 @@ impl AuthService {
         user: User,
         verified_hash: &str,
         amr: &str,
-    ) -> Result<TokenPair> {
+        kind: SessionKind,
+    ) -> Result<Started> {
         let now = Utc::now();
         let family = FamilyId::new();
         let refresh = RefreshToken::generate();
@@ -410,15 +460,34 @@ impl AuthService {
             // Before any token exists: a failure here leaves a session that claims less.
             self.store.family_set_amr(family, amr).await?;
         }
+        if kind == SessionKind::Browser {
+            // Before the cookie exists: until then no one holds its token.
+            self.store.family_set_browser(family).await?;
+        }
         tracing::info!(user_id = user.id.0, family_id = %family, amr, "login");
         self.metrics.login(LoginResult::Success);
         self.touch_session(ctx, family, now).await;
-        let event = Audit::new(AuditKind::LoginSucceeded)
+        let mut event = Audit::new(AuditKind::LoginSucceeded)
             .user(&user)
             .family(family)
             .detail("amr", amr);
+        if kind == SessionKind::Browser {
+            event = event.detail("via", "login_page");
+        }
         self.audit(ctx, event).await;
-        self.pair(user.id, family, refresh, amr, now).await
+        Ok(Started {
+            user,
+            family,
+            refresh,
+            amr: amr.to_owned(),
+            now,
+        })
+    }
+
+    /// The REST API's tokens for a session just started.
+    pub(crate) async fn tokens_of(&self, s: Started) -> Result<TokenPair> {
+        self.pair(s.user.id, s.family, s.refresh, &s.amr, s.now)
+            .await
     }
 
     /// The user behind an access token, if its session is alive and the user active.
@@ -435,6 +504,20 @@ impl AuthService {
     /// rotation while that successor is still unspent, which returns the same
     /// successor. No family is refreshed past `auth.session_max_lifetime`.
     pub async fn refresh(&self, ctx: &RequestContext, raw: &str) -> Result<TokenPair> {
+        let r = self.rotate(ctx, raw, RefreshRecord::is_api).await?;
+        self.pair(r.rec.user_id, r.rec.family_id, r.refresh, &r.rec.amr, r.now)
+            .await
+    }
+
+    /// The rotation itself (see [`AuthService::refresh`]), for a token whose session
+    /// `accept` takes (its kind and client): any other is an unknown token, before
+    /// any rule runs, so a token presented at the wrong endpoint changes nothing.
+    pub(crate) async fn rotate(
+        &self,
+        ctx: &RequestContext,
+        raw: &str,
+        accept: impl Fn(&RefreshRecord) -> bool,
+    ) -> Result<Rotated> {
         let token = RefreshToken::parse(raw.trim())
             .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let digest = token.digest();
@@ -445,6 +528,7 @@ impl AuthService {
         let rec = tx
             .find_refresh(&digest)
             .await?
+            .filter(|rec| accept(rec))
             .ok_or_else(|| self.invalid_refresh("unknown refresh token"))?;
         let family = rec.family_id;
         let user = rec.user_id;
@@ -461,9 +545,13 @@ impl AuthService {
                 tx.commit().await?;
                 tracing::info!(user_id = user.0, family_id = %family, "refresh retried within grace window");
                 self.metrics.refresh(RefreshResult::Grace);
-                return self.pair(user, family, successor, &rec.amr, now).await;
+                return Ok(Rotated {
+                    rec,
+                    refresh: successor,
+                    now,
+                });
             }
-            return self.reuse_detected(ctx, tx, &rec, now).await;
+            return Err(self.reuse_detected(ctx, tx, &rec, now).await);
         }
         if rec.expires_at <= now {
             return Err(self.invalid_refresh("refresh token expired"));
@@ -472,7 +560,7 @@ impl AuthService {
             return Err(self.invalid_refresh("user disabled"));
         }
         if !tx.mark_rotated(&digest, now).await? {
-            return self.reuse_detected(ctx, tx, &rec, now).await;
+            return Err(self.reuse_detected(ctx, tx, &rec, now).await);
         }
         let expires_at = self.refresh_expiry(now, rec.family_created_at);
         tx.insert_refresh(family, &successor.digest(), now, expires_at)
@@ -481,7 +569,11 @@ impl AuthService {
         tracing::debug!(user_id = user.0, family_id = %family, "refresh token rotated");
         self.metrics.refresh(RefreshResult::Rotated);
         self.touch_session(ctx, family, now).await;
-        self.pair(user, family, successor, &rec.amr, now).await
+        Ok(Rotated {
+            rec,
+            refresh: successor,
+            now,
+        })
     }
 
     fn within_grace(&self, rec: &RefreshRecord, now: DateTime<Utc>) -> bool {
@@ -494,25 +586,29 @@ impl AuthService {
         }
     }
 
+    /// Revokes the family of a replayed token; the error to answer with.
     async fn reuse_detected(
         &self,
         ctx: &RequestContext,
         mut tx: Box<dyn crate::store::RotationTx>,
         rec: &RefreshRecord,
         now: DateTime<Utc>,
-    ) -> Result<TokenPair> {
+    ) -> Error {
         let (family, user) = (rec.family_id, rec.user_id);
-        tx.revoke_family(family, "refresh token reuse", now).await?;
-        tx.commit().await?;
+        let revoked = async {
+            tx.revoke_family(family, "refresh token reuse", now).await?;
+            tx.commit().await
+        };
+        if let Err(e) = revoked.await {
+            return e;
+        }
         tracing::warn!(user_id = user.0, family_id = %family, "refresh token reuse detected: session revoked");
         self.metrics.refresh(RefreshResult::ReuseDetected);
         let event = Audit::new(AuditKind::RefreshReuseDetected)
             .user_ref(user, Some(&rec.username))
             .family(family);
         self.audit(ctx, event).await;
-        Err(Error::InvalidToken(
-            "refresh token reuse detected; session revoked",
-        ))
+        Error::InvalidToken("refresh token reuse detected; session revoked")
     }
 
     /// Logout: revokes the token's whole family. Unknown tokens are ignored.

@@ -107,6 +107,11 @@ pub const TABLES: &[Table] = &[
             col("ip", Text),
             col("last_used_at", Time),
             col("amr", Text),
+            col("kind", Text),
+            col("client_id", Text),
+            col("scope", Text),
+            col("auth_time", Time),
+            col("parent", Id),
         ],
         order_by: "id",
         serial: None,
@@ -137,6 +142,35 @@ pub const TABLES: &[Table] = &[
             col("alg", Text),
             col("private_key", Bytes),
             col("public_jwk", Text),
+            col("state", Text),
+            col("created_at", Time),
+            col("rotated_at", Time),
+            col("expires_at", Time),
+            col("retired_at", Time),
+        ],
+        order_by: "kid",
+        serial: None,
+    },
+    Table {
+        name: "oauth_clients",
+        columns: &[
+            col("client_id", Text),
+            col("name", Text),
+            col("secret_digest", Bytes),
+            col("redirect_uris", Text),
+            col("post_logout_redirect_uris", Text),
+            col("id_token_alg", Text),
+            col("created_at", Time),
+        ],
+        order_by: "client_id",
+        serial: None,
+    },
+    Table {
+        name: "id_token_keys",
+        columns: &[
+            col("kid", Text),
+            col("alg", Text),
+            col("private_key", Bytes),
             col("state", Text),
             col("created_at", Time),
             col("rotated_at", Time),
@@ -275,6 +309,10 @@ pub const SKIPPED: &[(&str, &str)] = &[
     (
         "rate_limits",
         "rate-limit state: it expires within minutes, and the quotas start full on the target",
+    ),
+    (
+        "oauth_codes",
+        "authorization codes live 60 s: an authorization in flight during the move starts again",
     ),
 ];
 

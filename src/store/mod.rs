@@ -24,6 +24,8 @@ pub mod lockout;
 #[macro_use]
 pub mod mfa;
 #[macro_use]
+pub mod oidc;
+#[macro_use]
 pub mod sessions;
 pub mod backup;
 #[macro_use]
@@ -118,6 +120,21 @@ pub struct RefreshRecord {
     pub family_revoked_at: Option<DateTime<Utc>>,
     /// The session's RFC 8176 methods, space-separated (`pwd`, `pwd otp`).
     pub amr: String,
+    /// `api`, `browser` or `oidc` (SPEC §18): who may present the token.
+    pub kind: String,
+    /// An `oidc` session's client, scope, first authentication and browser session.
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    pub auth_time: Option<DateTime<Utc>>,
+    pub parent: Option<FamilyId>,
+}
+
+impl RefreshRecord {
+    /// A session of the REST API's own logins (not the login page's cookie, not a
+    /// client's): the only kind `/refresh` and `/api/v1/auth/token` rotate.
+    pub fn is_api(&self) -> bool {
+        self.kind == "api"
+    }
 }
 
 /// A refresh-token family (session).
@@ -182,6 +199,7 @@ pub trait Store:
     + audit::AuditStore
     + lockout::LockoutStore
     + mfa::MfaStore
+    + oidc::OidcStore
     + sessions::SessionStore
     + email::EmailStore
     + import::ImportStore

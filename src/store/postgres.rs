@@ -76,5 +76,6 @@ session_store!(PgStore);
 email_nfc_store!(PgStore, "(email !~ '^[ -~]*$' OR email_norm !~ '^[ -~]*$')");
 email_store!(PgStore, Postgres, begin, " FOR UPDATE SKIP LOCKED");
 mfa_store!(PgStore, begin);
+oidc_store!(PgStore, begin);
 import_store!(PgStore, Postgres, begin);
 admin_store!(PgStore, Postgres, begin);

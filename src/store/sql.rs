@@ -8,7 +8,8 @@ macro_rules! refresh_select_sql {
     () => {
         "SELECT rt.family_id, f.user_id, u.username, u.is_active AS user_active, \
          rt.issued_at, rt.expires_at, rt.rotated_at, rt.revoked_at, \
-         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, f.amr \
+         f.created_at AS family_created_at, f.revoked_at AS family_revoked_at, f.amr, \
+         f.kind, f.client_id, f.scope, f.auth_time, f.parent \
          FROM refresh_tokens rt \
          JOIN token_families f ON f.id = rt.family_id \
          JOIN users u ON u.id = f.user_id \

@@ -124,6 +124,7 @@ email_nfc_store!(
 );
 email_store!(SqliteStore, Sqlite, begin_immediate, "");
 mfa_store!(SqliteStore, begin_immediate);
+oidc_store!(SqliteStore, begin_immediate);
 import_store!(SqliteStore, Sqlite, begin_immediate);
 admin_store!(SqliteStore, Sqlite, begin_immediate);
 

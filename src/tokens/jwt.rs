@@ -35,6 +35,12 @@ pub struct AccessClaims {
     /// Absent from tokens issued before roles existed.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The client a token of the OpenID Connect provider was issued to (SPEC §18),
+    /// and the scope granted to it. Absent from the REST API's own tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl AccessClaims {
@@ -299,6 +305,20 @@ impl JwtKeys {
         roles: &[String],
         now: DateTime<Utc>,
     ) -> Result<String> {
+        self.issue_for(user, family, amr, roles, None, now)
+    }
+
+    /// Signs a new access token, for a client of the OpenID Connect provider when
+    /// `client` is `(client_id, scope)`: it then carries `aud` and `scope`.
+    pub fn issue_for(
+        &self,
+        user: UserId,
+        family: FamilyId,
+        amr: &[&str],
+        roles: &[String],
+        client: Option<(&str, &str)>,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
@@ -312,6 +332,8 @@ impl JwtKeys {
             sid: family.0.to_string(),
             amr: amr.iter().map(|m| (*m).to_owned()).collect(),
             roles,
+            aud: client.map(|(id, _)| id.to_owned()),
+            scope: client.map(|(_, scope)| scope.to_owned()),
         };
         let signed = match &self.signer {
             Some(Signer::Hmac { kid, alg, encoding }) => {

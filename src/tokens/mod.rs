@@ -1,5 +1,6 @@
 //! Tokens: signed JWT access tokens ([`jwt`]) and opaque refresh tokens ([`refresh`]).
 
+pub mod id_token;
 pub mod jwt;
 pub mod keys;
 pub mod refresh;

@@ -52,7 +52,7 @@ pub fn route(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     ),
 )]
 pub fn jwks(service: Arc<AuthService>) -> Response {
-    let mut resp = json(StatusCode::OK, &service.jwks());
+    let mut resp = json(StatusCode::OK, &service.published_jwks());
     resp.headers_mut().insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),

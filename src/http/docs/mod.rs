@@ -96,6 +96,9 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         crate::http::admin::sessions::list,
         crate::http::admin::sessions::revoke_all,
         crate::http::admin::audit::list,
+        crate::http::oidc::discovery,
+        crate::http::oidc::token::token,
+        crate::http::oidc::token::userinfo,
         openapi_document,
         viewers::swagger_ui,
         viewers::redoc,
@@ -157,6 +160,7 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         (name = "email", description = "Email verification and password recovery (delivered through a durable outbox)."),
         (name = "mfa", description = "The caller's second factor: TOTP and recovery codes."),
         (name = "admin", description = "The admin API, for services holding an API key (`authctl apikey create`): users, their sessions, the audit log."),
+        (name = "oidc", description = "The OpenID Connect provider (`oidc.enabled`): discovery, the token endpoint and userinfo. Its login, consent-free authorization and logout pages are HTML and not listed."),
         (name = "health", description = "Probes for orchestrators and load balancers."),
         (name = "docs", description = "This document and its viewers, served from the binary."),
     )

@@ -64,6 +64,8 @@ fn claims(exp_in: i64) -> AccessClaims {
         sid: FamilyId::new().0.to_string(),
         amr: vec!["pwd".into()],
         roles: Vec::new(),
+        aud: None,
+        scope: None,
     }
 }
 

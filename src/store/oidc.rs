@@ -1,0 +1,526 @@
+//! Storage of the OpenID Connect provider (SPEC §18): [`OidcStore`], a supertrait of
+//! [`Store`](super::Store), implemented for both backends by [`oidc_store!`] with the
+//! same SQL. The rules are in `service/oidc/`; what must hold under concurrency and
+//! across replicas is decided here, each by one conditional statement:
+//!
+//! - an authorization code is exchanged once ([`OidcStore::code_claim`]: the
+//!   `UPDATE … WHERE used_at IS NULL` that matches wins, with the id of the session it
+//!   is about to create); a later use marks it reused and learns that session, and the
+//!   winner looks for that mark after creating it ([`OidcStore::code_reused`]), so the
+//!   session is revoked whichever of the two gets there first;
+//! - a client's sessions are revoked with its removal, in one transaction;
+//! - at most one ID-token key per algorithm is current (a unique index).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{FamilyId, UserId};
+use crate::error::Result;
+
+/// A SHA-256 digest (of a client secret, of a code).
+pub type Digest = [u8; 32];
+
+/// A registered client, as stored. The secret is only ever its digest.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub name: String,
+    /// `None` for a public client.
+    pub secret_digest: Option<Vec<u8>>,
+    /// JSON arrays of exact URI strings.
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub id_token_alg: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new authorization code.
+#[derive(Debug, Clone)]
+pub struct NewCode<'a> {
+    pub digest: &'a Digest,
+    pub client_id: &'a str,
+    pub user: UserId,
+    pub browser_family: FamilyId,
+    pub redirect_uri: &'a str,
+    pub scope: &'a str,
+    pub nonce: Option<&'a str>,
+    pub code_challenge: &'a str,
+    pub auth_time: DateTime<Utc>,
+    pub amr: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A code as its (first) exchange reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRow {
+    pub client_id: String,
+    pub user_id: UserId,
+    pub browser_family: FamilyId,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub auth_time: DateTime<Utc>,
+    pub amr: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a code found.
+#[derive(Debug, Clone)]
+pub enum CodeClaim {
+    /// The first use: the code is now spent, for the session `issued`.
+    First(CodeRow),
+    /// A code already spent: the session its first use created (if it got that far).
+    Reused {
+        issued: Option<FamilyId>,
+        user: UserId,
+        client_id: String,
+    },
+    Unknown,
+}
+
+/// One row of `id_token_keys`. No `Debug` of the private part.
+#[derive(Clone, sqlx::FromRow)]
+pub struct IdKeyRow {
+    pub kid: String,
+    pub alg: String,
+    /// PKCS#8 DER. Never logged or shown.
+    pub private_key: Vec<u8>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IdKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdKeyRow")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new session of the login page or of a client (SPEC §18), created only while the
+/// user exists and is active.
+#[derive(Debug, Clone)]
+pub struct NewOidcFamily<'a> {
+    pub user: UserId,
+    pub family: FamilyId,
+    pub digest: &'a crate::tokens::refresh::TokenDigest,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub auth_time: DateTime<Utc>,
+    pub amr: &'a str,
+    /// The browser session the authorization came through (the ID token's `sid`).
+    pub parent: FamilyId,
+}
+
+/// Storage of clients, codes and ID-token keys.
+#[async_trait]
+pub trait OidcStore: Send + Sync {
+    async fn client_insert(&self, client: &ClientRow) -> Result<()>;
+    async fn client_get(&self, client_id: &str) -> Result<Option<ClientRow>>;
+    async fn client_list(&self) -> Result<Vec<ClientRow>>;
+    /// Deletes a client and revokes its sessions; returns whether it existed.
+    async fn client_remove(&self, client_id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Replaces a confidential client's secret digest; false for an unknown or public
+    /// client.
+    async fn client_set_secret(&self, client_id: &str, digest: &Digest) -> Result<bool>;
+
+    async fn code_insert(&self, code: &NewCode<'_>) -> Result<()>;
+    /// Spends a code for the session `issued` (see the module comment).
+    async fn code_claim(
+        &self,
+        digest: &Digest,
+        issued: FamilyId,
+        now: DateTime<Utc>,
+    ) -> Result<CodeClaim>;
+    /// Whether a spent code was presented again (read by its first exchange once its
+    /// session exists).
+    async fn code_reused(&self, digest: &Digest) -> Result<bool>;
+    /// Deletes codes that expired more than a day ago; returns how many.
+    async fn codes_prune(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Marks a new session (created by `create_family`) as the login page's.
+    async fn family_set_browser(&self, family: FamilyId) -> Result<()>;
+    /// Creates a client's session if the user is active; false otherwise.
+    async fn create_oidc_family(&self, f: &NewOidcFamily<'_>) -> Result<bool>;
+
+    /// The current ID-token keys and the previous ones still verifying at `now`.
+    async fn id_keys_live(&self, now: DateTime<Utc>) -> Result<Vec<IdKeyRow>>;
+    async fn id_keys_all(&self) -> Result<Vec<IdKeyRow>>;
+    /// Inserts `key` as the current key of its algorithm unless there is one.
+    async fn id_key_insert_first(&self, key: &IdKeyRow) -> Result<bool>;
+    /// The current key of `key.alg` becomes previous until `previous_expires_at`;
+    /// `key` becomes current. Returns whether there was a current key to replace.
+    async fn id_key_rotate(
+        &self,
+        key: &IdKeyRow,
+        previous_expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Marks a non-current key retired; returns whether it exists.
+    async fn id_key_retire(&self, kid: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Deletes previous keys whose tokens have all expired.
+    async fn id_keys_prune(&self, now: DateTime<Utc>) -> Result<u64>;
+}
+
+macro_rules! client_columns {
+    () => {
+        "client_id, name, secret_digest, redirect_uris, post_logout_redirect_uris, id_token_alg, created_at"
+    };
+}
+
+macro_rules! id_key_columns {
+    () => {
+        "kid, alg, private_key, state, created_at, rotated_at, expires_at, retired_at"
+    };
+}
+
+/// `oidc_store!(Store, |pool| begin-write-transaction)`: [`OidcStore`] for a store
+/// with a `pool` field.
+macro_rules! oidc_store {
+    ($store:ident, $begin:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::oidc::OidcStore for $store {
+            async fn client_insert(
+                &self,
+                c: &$crate::store::oidc::ClientRow,
+            ) -> $crate::error::Result<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO oauth_clients (",
+                    client_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(&c.client_id)
+                .bind(&c.name)
+                .bind(c.secret_digest.as_deref())
+                .bind(&c.redirect_uris)
+                .bind(&c.post_logout_redirect_uris)
+                .bind(&c.id_token_alg)
+                .bind(c.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn client_get(
+                &self,
+                client_id: &str,
+            ) -> $crate::error::Result<Option<$crate::store::oidc::ClientRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients WHERE client_id = $1"
+                ))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn client_list(
+                &self,
+            ) -> $crate::error::Result<Vec<$crate::store::oidc::ClientRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    client_columns!(),
+                    " FROM oauth_clients ORDER BY created_at, client_id"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn client_remove(
+                &self,
+                client_id: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                let removed = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = 'client removed' \
+                     WHERE client_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(removed)
+            }
+
+            async fn client_set_secret(
+                &self,
+                client_id: &str,
+                digest: &$crate::store::oidc::Digest,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE oauth_clients SET secret_digest = $1 \
+                     WHERE client_id = $2 AND secret_digest IS NOT NULL",
+                )
+                .bind(&digest[..])
+                .bind(client_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn code_insert(
+                &self,
+                c: &$crate::store::oidc::NewCode<'_>,
+            ) -> $crate::error::Result<()> {
+                sqlx::query(
+                    "INSERT INTO oauth_codes (digest, client_id, user_id, browser_family, \
+                     redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&c.digest[..])
+                .bind(c.client_id)
+                .bind(c.user)
+                .bind(c.browser_family)
+                .bind(c.redirect_uri)
+                .bind(c.scope)
+                .bind(c.nonce)
+                .bind(c.code_challenge)
+                .bind(c.auth_time)
+                .bind(c.amr)
+                .bind(c.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn code_claim(
+                &self,
+                digest: &$crate::store::oidc::Digest,
+                issued: $crate::domain::FamilyId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<$crate::store::oidc::CodeClaim> {
+                use $crate::store::oidc::CodeClaim;
+                let first: Option<$crate::store::oidc::CodeRow> = sqlx::query_as(
+                    "UPDATE oauth_codes SET used_at = $1, issued_family = $2 \
+                     WHERE digest = $3 AND used_at IS NULL \
+                     RETURNING client_id, user_id, browser_family, redirect_uri, scope, nonce, \
+                     code_challenge, auth_time, amr, expires_at",
+                )
+                .bind(now)
+                .bind(issued)
+                .bind(&digest[..])
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = first {
+                    return Ok(CodeClaim::First(row));
+                }
+                let again: Option<(
+                    Option<$crate::domain::FamilyId>,
+                    $crate::domain::UserId,
+                    String,
+                )> = sqlx::query_as(
+                    "UPDATE oauth_codes SET reused_at = COALESCE(reused_at, $1) \
+                     WHERE digest = $2 RETURNING issued_family, user_id, client_id",
+                )
+                .bind(now)
+                .bind(&digest[..])
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match again {
+                    Some((issued, user, client_id)) => CodeClaim::Reused {
+                        issued,
+                        user,
+                        client_id,
+                    },
+                    None => CodeClaim::Unknown,
+                })
+            }
+
+            async fn code_reused(
+                &self,
+                digest: &$crate::store::oidc::Digest,
+            ) -> $crate::error::Result<bool> {
+                let row: Option<(Option<chrono::DateTime<chrono::Utc>>,)> =
+                    sqlx::query_as("SELECT reused_at FROM oauth_codes WHERE digest = $1")
+                        .bind(&digest[..])
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.is_some_and(|(reused,)| reused.is_some()))
+            }
+
+            async fn codes_prune(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                let r = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn family_set_browser(
+                &self,
+                family: $crate::domain::FamilyId,
+            ) -> $crate::error::Result<()> {
+                sqlx::query("UPDATE token_families SET kind = 'browser' WHERE id = $1")
+                    .bind(family)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_oidc_family(
+                &self,
+                f: &$crate::store::oidc::NewOidcFamily<'_>,
+            ) -> $crate::error::Result<bool> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                let created = sqlx::query(
+                    "INSERT INTO token_families (id, user_id, created_at, amr, kind, client_id, \
+                     scope, auth_time, parent) \
+                     SELECT $1, id, $3, $4, 'oidc', $5, $6, $7, $8 FROM users \
+                     WHERE id = $2 AND is_active",
+                )
+                .bind(f.family)
+                .bind(f.user)
+                .bind(f.now)
+                .bind(f.amr)
+                .bind(f.client_id)
+                .bind(f.scope)
+                .bind(f.auth_time)
+                .bind(f.parent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if created == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&f.digest[..])
+                .bind(f.family)
+                .bind(f.now)
+                .bind(f.expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn id_keys_live(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<Vec<$crate::store::oidc::IdKeyRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    id_key_columns!(),
+                    " FROM id_token_keys WHERE state = 'current' \
+                     OR (state = 'previous' AND expires_at > $1) ORDER BY created_at, kid"
+                ))
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn id_keys_all(
+                &self,
+            ) -> $crate::error::Result<Vec<$crate::store::oidc::IdKeyRow>> {
+                Ok(sqlx::query_as(concat!(
+                    "SELECT ",
+                    id_key_columns!(),
+                    " FROM id_token_keys ORDER BY created_at, kid"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn id_key_insert_first(
+                &self,
+                k: &$crate::store::oidc::IdKeyRow,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO id_token_keys (kid, alg, private_key, state, created_at) \
+                     VALUES ($1, $2, $3, 'current', $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.private_key)
+                .bind(k.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn id_key_rotate(
+                &self,
+                k: &$crate::store::oidc::IdKeyRow,
+                previous_expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
+                let replaced = sqlx::query(
+                    "UPDATE id_token_keys SET state = 'previous', rotated_at = $1, expires_at = $2 \
+                     WHERE alg = $3 AND state = 'current'",
+                )
+                .bind(k.created_at)
+                .bind(previous_expires_at)
+                .bind(&k.alg)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                sqlx::query(
+                    "INSERT INTO id_token_keys (kid, alg, private_key, state, created_at) \
+                     VALUES ($1, $2, $3, 'current', $4)",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.private_key)
+                .bind(k.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(replaced)
+            }
+
+            async fn id_key_retire(
+                &self,
+                kid: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE id_token_keys SET state = 'retired', retired_at = $1 \
+                     WHERE kid = $2 AND state <> 'current'",
+                )
+                .bind(now)
+                .bind(kid)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn id_keys_prune(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                let r = sqlx::query(
+                    "DELETE FROM id_token_keys WHERE state = 'previous' AND expires_at <= $1",
+                )
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+        }
+    };
+}
