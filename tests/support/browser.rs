@@ -60,6 +60,7 @@ pub struct DevTools {
 
 impl DevTools {
     pub async fn launch(browser: &Path) -> DevTools {
+        authctl::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let child = tokio::process::Command::new(browser)
             .args(HEADLESS)
@@ -119,6 +120,14 @@ impl DevTools {
 
     /// Calls `method`; its `result` (a DevTools error is a panic).
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .await
+            .unwrap_or_else(|err| panic!("{method}: {err}"))
+    }
+
+    /// Calls `method`; its `result`, or the DevTools error (such as "not attached to
+    /// an active page" while a navigation is under way).
+    pub async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let msg = json!({"id": id, "method": method, "params": params});
@@ -132,10 +141,10 @@ impl DevTools {
             if let Message::Text(text) = frame {
                 let v: Value = serde_json::from_str(&text).unwrap();
                 if v["id"] == id {
-                    if let Some(err) = v.get("error") {
-                        panic!("{method}: {err}");
-                    }
-                    return v["result"].clone();
+                    return match v.get("error") {
+                        Some(err) => Err(err.clone()),
+                        None => Ok(v["result"].clone()),
+                    };
                 }
                 if v.get("method").is_some() {
                     self.events.push(v);
@@ -158,7 +167,11 @@ impl DevTools {
     /// Opens `url`, and waits until the page at it has loaded.
     pub async fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url })).await;
-        self.wait_for("the page to load", |_, _| true).await;
+        let target = url.to_owned();
+        self.wait_for("the page to load", |at, _| {
+            at == target || at.starts_with(&target)
+        })
+        .await;
     }
 
     /// The URL of the page now shown (without JavaScript: the navigation history).
@@ -183,19 +196,42 @@ impl DevTools {
         let deadline = Instant::now() + Duration::from_secs(30);
         let (mut url, mut html) = (String::new(), String::new());
         while Instant::now() < deadline {
-            // A document still loading answers with the old page, or with nothing.
-            url = self.current_url().await;
-            let doc = self.call("DOM.getDocument", json!({"depth": 0})).await;
-            let loaded = doc["root"]["documentURL"].as_str() == Some(url.as_str());
-            if loaded {
-                html = self.html().await;
-                if html.contains("</body>") && done(&url, &html) {
+            if let Some((u, h)) = self.loaded_page().await {
+                (url, html) = (u, h);
+                if done(&url, &html) {
                     return;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("waited 30 s for {what}; at {url}:\n{html}");
+    }
+
+    /// The URL and HTML of the page shown, once its document is the current entry's
+    /// (`None` while a navigation is under way).
+    async fn loaded_page(&mut self) -> Option<(String, String)> {
+        let h = self
+            .try_call("Page.getNavigationHistory", json!({}))
+            .await
+            .ok()?;
+        let i = h["currentIndex"].as_u64()? as usize;
+        let url = h["entries"][i]["url"].as_str()?.to_owned();
+        let doc = self
+            .try_call("DOM.getDocument", json!({"depth": 0}))
+            .await
+            .ok()?;
+        if doc["root"]["documentURL"].as_str() != Some(url.as_str()) {
+            return None;
+        }
+        let html = self
+            .try_call(
+                "DOM.getOuterHTML",
+                json!({ "nodeId": doc["root"]["nodeId"] }),
+            )
+            .await
+            .ok()?;
+        let html = html["outerHTML"].as_str()?.to_owned();
+        html.contains("</body>").then_some((url, html))
     }
 
     /// The node of the first element matching `selector`.
