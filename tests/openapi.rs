@@ -5,10 +5,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::browser::{DevTools, HEADLESS, find_browser};
 use support::{Backend, TestApp, assert_problem, spawn_app};
 
 /// SPEC §4: every route of the REST API. Each must be documented.
@@ -587,40 +588,6 @@ async fn a_post_without_framing_is_an_empty_body_and_chunked_is_411() {
 
 // ----- a real browser, when one is installed -----------------------------------------
 
-fn find_browser() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for name in [
-        "chromium-headless-shell",
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-    ] {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
-}
-
-/// How every test runs Chromium: headless, quiet, and able to reach 127.0.0.1 only.
-const HEADLESS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-sync",
-    "--metrics-recording-only",
-    // Belt and braces: nothing but the test server could resolve anyway.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-];
-
 /// Opens `url` in headless Chromium with a network log; returns (DOM, every URL the
 /// browser requested or resolved).
 fn browse(browser: &Path, url: &str, dir: &Path) -> (String, Vec<String>) {
@@ -764,83 +731,11 @@ const AUTHORIZE_THEN_TRY_ME: &str = r##"
 /// Runs `script` (a promise) in `url` in headless Chromium over the DevTools protocol;
 /// returns what it resolved to.
 async fn run_in_page(browser: &Path, url: &str, script: &str) -> String {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(browser)
-        .args(HEADLESS)
-        .args([
-            "--remote-debugging-address=127.0.0.1",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", dir.path().display()))
-        .arg("about:blank")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("browser starts");
-    // Chromium writes the port it chose to this file.
-    let port_file = dir.path().join("DevToolsActivePort");
-    let mut port = None;
-    for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(&port_file)
-            && let Some(p) = text
-                .lines()
-                .next()
-                .and_then(|l| l.trim().parse::<u16>().ok())
-        {
-            port = Some(p);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let port = port.expect("the DevTools port within 30 s");
-    let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let page = targets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["type"] == "page")
-        .expect("a page target");
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(page["webSocketDebuggerUrl"].as_str().unwrap())
-            .await
-            .expect("DevTools WebSocket");
-    let mut next_id = 0;
-    let mut call = async |method: &str, params: Value| -> Value {
-        next_id += 1;
-        let id = next_id;
-        let msg = serde_json::json!({"id": id, "method": method, "params": params});
-        ws.send(Message::text(msg.to_string())).await.unwrap();
-        loop {
-            let frame = tokio::time::timeout(Duration::from_secs(60), ws.next())
-                .await
-                .expect("a DevTools answer within 60 s")
-                .expect("the WebSocket stays open")
-                .unwrap();
-            if let Message::Text(text) = frame {
-                let v: Value = serde_json::from_str(&text).unwrap();
-                if v["id"] == id {
-                    return v;
-                }
-            }
-        }
-    };
-    call("Page.navigate", serde_json::json!({ "url": url })).await;
-    let answer = call(
-        "Runtime.evaluate",
-        serde_json::json!({"expression": script, "awaitPromise": true, "returnByValue": true}),
-    )
-    .await;
-    let _ = child.kill().await;
-    answer["result"]["result"]["value"]
+    let mut page = DevTools::launch(browser).await;
+    page.call("Page.navigate", serde_json::json!({ "url": url }))
+        .await;
+    let answer = page.eval(script).await;
+    answer
         .as_str()
         .unwrap_or_else(|| panic!("the script resolved to a string: {answer}"))
         .to_owned()

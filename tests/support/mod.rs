@@ -6,6 +6,7 @@
 //! failure instead.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cli;
 pub mod pg;
 pub mod served;
