@@ -310,10 +310,17 @@ pub fn check_oidc_issuer(issuer: &str) -> Result<(), String> {
         None => false,
     };
     let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
-    if !scheme_ok || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty()
+    if !scheme_ok
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || issuer.ends_with('/')
     {
+        // A trailing slash would be part of every token's `iss`: clients configured
+        // without it (as discovery URLs are written) would refuse them.
         return Err(format!(
-            "{issuer:?} must be the public https:// URL (http:// only on a loopback host), without query or fragment"
+            "{issuer:?} must be the public https:// URL (http:// only on a loopback host), \
+             without query, fragment or trailing slash"
         ));
     }
     Ok(())

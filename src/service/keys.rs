@@ -138,8 +138,12 @@ pub async fn provision(store: &dyn Store, settings: &AuthSettings) -> Result<()>
         )
         .await?;
     if settings.oidc_enabled {
-        // OIDC Discovery requires RS256 (SPEC §18); the others come when a client asks.
-        super::oidc::keys::provision(store, crate::tokens::id_token::IdAlg::Rs256).await?;
+        // OIDC Discovery requires RS256 (SPEC §18); EdDSA and ES256 cost nothing to
+        // make, and being in the JWKS from the start, a client that fetched it before
+        // its registration finds its key.
+        for alg in crate::tokens::id_token::IdAlg::ALL {
+            super::oidc::keys::provision(store, alg).await?;
+        }
     }
     if static_key(settings).is_some() {
         return Ok(());

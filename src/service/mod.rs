@@ -198,7 +198,7 @@ impl AuthService {
         let grace = keys::grace_secret(store.as_ref()).await?;
         let hasher = Hasher::new(hash_config(settings), settings.hash_queue_timeout)?;
         let policy = password_policy(settings, hasher.max_password_bytes())?;
-        Ok(AuthService {
+        let service = AuthService {
             store,
             hasher,
             policy,
@@ -209,7 +209,12 @@ impl AuthService {
             lockout_changed: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
             id_keys: oidc::IdKeys::default(),
-        })
+        };
+        if settings.oidc_enabled {
+            // In the JWKS from the first request on.
+            service.reload_id_keys().await?;
+        }
+        Ok(service)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

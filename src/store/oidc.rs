@@ -146,6 +146,13 @@ pub trait OidcStore: Send + Sync {
     /// Deletes codes that expired more than a day ago; returns how many.
     async fn codes_prune(&self, before: DateTime<Utc>) -> Result<u64>;
 
+    /// Revokes the live client sessions a browser session started; returns how many.
+    async fn revoke_children(
+        &self,
+        parent: FamilyId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
     /// Marks a new session (created by `create_family`) as the login page's.
     async fn family_set_browser(&self, family: FamilyId) -> Result<()>;
     /// Creates a client's session if the user is active; false otherwise.
@@ -363,6 +370,24 @@ macro_rules! oidc_store {
                     .bind(before)
                     .execute(&self.pool)
                     .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn revoke_children(
+                &self,
+                parent: $crate::domain::FamilyId,
+                reason: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::error::Result<u64> {
+                let r = sqlx::query(
+                    "UPDATE token_families SET revoked_at = $1, revoked_reason = $2 \
+                     WHERE parent = $3 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(reason)
+                .bind(parent)
+                .execute(&self.pool)
+                .await?;
                 Ok(r.rows_affected())
             }
 

@@ -112,8 +112,8 @@ async fn loopback_redirect_uris_match_any_port(backend: Backend) {
         page.assert_error_page();
     }
     // A non-loopback URI gets no port exception.
-    let web = idp.confidential("http://127.0.0.1.nip.example/cb").await;
-    let authz = Authz::new(&web).set("redirect_uri", "http://127.0.0.1.nip.example:81/cb");
+    let web = idp.confidential("https://127.0.0.1.nip.example/cb").await;
+    let authz = Authz::new(&web).set("redirect_uri", "https://127.0.0.1.nip.example:81/cb");
     let (_, resp) = open(&idp, &authz).await;
     Page::read(resp).await.assert_error_page();
     idp.shutdown().await;

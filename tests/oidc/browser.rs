@@ -247,7 +247,7 @@ async fn the_session_cookie_has_httponly_samesite_lax_path_root_and_no_secure(ba
 
 async fn the_browser_sees_the_csp_and_x_frame_options_on_the_page(backend: Backend) {
     let Some(browser) = browser() else { return };
-    let (idp, _client, authz, _site) = setup(&backend, "cy").await;
+    let (idp, _client, authz, _site) = setup(&backend, "cyd").await;
     let mut page = open_page(&browser, true).await;
     to_login_page(&mut page, &idp, &authz).await;
     let document = page

@@ -28,6 +28,7 @@ use crate::tokens::RefreshToken;
 
 pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     let authorize = warp::path!("oauth" / "authorize").and(get(enabled(state)
+        .and(filters::context(state.clone()))
         .and(raw_query())
         .and(warp::header::optional::<String>("cookie"))
         .then(authorize)));
@@ -145,9 +146,14 @@ fn login_page(
     )
 }
 
-async fn authorize(service: Arc<AuthService>, query: String, cookie: Option<String>) -> Response {
+async fn authorize(
+    service: Arc<AuthService>,
+    ctx: RequestContext,
+    query: String,
+    cookie: Option<String>,
+) -> Response {
     let session = read_cookie(cookie.as_deref(), session_cookie(service.cookie_secure()));
-    match service.authorize(&query, session.as_deref()).await {
+    match service.authorize(&ctx, &query, session.as_deref()).await {
         Ok(Authorize::ErrorPage(message)) => {
             page(StatusCode::BAD_REQUEST, pages::error(&message), None)
         }

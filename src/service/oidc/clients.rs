@@ -145,7 +145,12 @@ impl AuthService {
             post_logout_redirect_uris: serde_json::to_string(&new.post_logout_redirect_uris)
                 .unwrap_or_default(),
             id_token_alg: new.id_token_alg.as_str().to_owned(),
-            created_at: Utc::now(),
+            // Microseconds, as PostgreSQL keeps it: `add` and `list` show one time.
+            created_at: chrono::DurationRound::duration_trunc(
+                Utc::now(),
+                chrono::TimeDelta::microseconds(1),
+            )
+            .unwrap_or_else(|_| Utc::now()),
         };
         // Its key exists before any token needs it.
         self.ensure_id_key(new.id_token_alg).await?;

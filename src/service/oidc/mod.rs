@@ -374,7 +374,12 @@ impl AuthService {
     }
 
     /// `GET /oauth/authorize`: the request and the browser's session cookie, if any.
-    pub async fn authorize(&self, query: &str, cookie: Option<&str>) -> Result<Authorize> {
+    pub async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        query: &str,
+        cookie: Option<&str>,
+    ) -> Result<Authorize> {
         let auth = match self.check_authorization(query).await? {
             Ok(auth) => auth,
             Err(end) => return Ok(end),
@@ -389,7 +394,7 @@ impl AuthService {
         };
         match session {
             Some(s) if auth.prompt != Prompt::Login && fresh_enough(&s) => {
-                Ok(Authorize::Redirect(self.issue_code(&auth, &s).await?))
+                Ok(Authorize::Redirect(self.issue_code(ctx, &auth, &s).await?))
             }
             _ if auth.prompt == Prompt::None => Ok(Authorize::Redirect(self.error_redirect(
                 &auth,
@@ -438,8 +443,15 @@ impl AuthService {
         }))
     }
 
-    /// A code for `auth`, from `session`: the redirect that carries it.
-    async fn issue_code(&self, auth: &Authorization, session: &BrowserSession) -> Result<String> {
+    /// A code for `auth`, from `session`: the redirect that carries it. This is the
+    /// person signing in to the client (audited `oidc_login`), after a password or by
+    /// the session they already have.
+    async fn issue_code(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authorization,
+        session: &BrowserSession,
+    ) -> Result<String> {
         let code = RefreshToken::generate();
         let now = Utc::now();
         self.store
@@ -457,7 +469,13 @@ impl AuthService {
                 expires_at: now + CODE_TTL,
             })
             .await?;
-        tracing::info!(user_id = session.user.0, client_id = %auth.client.id, "authorization code issued");
+        tracing::info!(user_id = session.user.0, client_id = %auth.client.id, "OIDC login: authorization code issued");
+        let event = Audit::new(AuditKind::OidcLogin)
+            .user_ref(session.user, None)
+            .family(session.family)
+            .detail("client_id", auth.client.id.as_str())
+            .detail("scope", auth.scope.as_str());
+        self.audit(ctx, event).await;
         Ok(redirect_with(
             &auth.redirect_uri,
             &[
@@ -484,7 +502,7 @@ impl AuthService {
             .login_as(ctx, username, password, None, SessionKind::Browser)
             .await
         {
-            Ok(started) => self.page_done(auth, started).await,
+            Ok(started) => self.page_done(ctx, auth, started).await,
             Err(Error::MfaRequired { mfa_token }) => Ok(PageLogin::NeedsCode {
                 mfa_token: mfa_token.0,
             }),
@@ -508,7 +526,7 @@ impl AuthService {
             .login_mfa_as(ctx, mfa_token, code, SessionKind::Browser)
             .await
         {
-            Ok(started) => self.page_done(auth, started).await,
+            Ok(started) => self.page_done(ctx, auth, started).await,
             Err(Error::InvalidSecondFactor | Error::InvalidCredentials) => {
                 Ok(PageLogin::Failed(CODE_FAILED))
             }
@@ -516,14 +534,19 @@ impl AuthService {
         }
     }
 
-    async fn page_done(&self, auth: &Authorization, s: Started) -> Result<PageLogin> {
+    async fn page_done(
+        &self,
+        ctx: &RequestContext,
+        auth: &Authorization,
+        s: Started,
+    ) -> Result<PageLogin> {
         let session = BrowserSession {
             user: s.user.id,
             family: s.family,
             auth_time: s.now,
             amr: s.amr.clone(),
         };
-        let redirect = self.issue_code(auth, &session).await?;
+        let redirect = self.issue_code(ctx, auth, &session).await?;
         let max_age = (self.refresh_expiry(s.now, s.now) - s.now).num_seconds();
         Ok(PageLogin::Done {
             cookie: s.refresh.expose().to_owned(),
@@ -583,22 +606,23 @@ impl AuthService {
         Some((FamilyId(uuid::Uuid::parse_str(sid).ok()?), aud))
     }
 
-    /// Ends a browser session (RP-initiated logout, or the logout page's form).
+    /// Ends a browser session (RP-initiated logout, or the logout page's form), and
+    /// with it the client sessions it started: signing out of authctl signs out of
+    /// what authctl signed in to.
     pub async fn end_browser_session(&self, ctx: &RequestContext, family: FamilyId) -> Result<()> {
         let Some(found) = self.store.find_family(family).await? else {
             return Ok(());
         };
-        if self
-            .store
-            .revoke_family(family, "logout", Utc::now())
-            .await?
-            && found.revoked_at.is_none()
-        {
-            tracing::info!(user_id = found.user_id.0, family_id = %family, "browser session ended (logout)");
+        let now = Utc::now();
+        let children = self.store.revoke_children(family, "logout", now).await?;
+        let ended = self.store.revoke_family(family, "logout", now).await?;
+        if ended && found.revoked_at.is_none() {
+            tracing::info!(user_id = found.user_id.0, family_id = %family, children, "browser session ended (logout)");
             let event = Audit::new(AuditKind::SessionRevoked)
                 .user_ref(found.user_id, Some(&found.username))
                 .family(family)
-                .detail("reason", "logout");
+                .detail("reason", "logout")
+                .detail("client_sessions", children);
             self.audit(ctx, event).await;
         }
         Ok(())

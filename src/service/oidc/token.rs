@@ -132,13 +132,7 @@ impl AuthService {
         }
         self.touch_session(ctx, family, now).await;
         let user = self.find_user(&UserRef::Id(row.user_id)).await?;
-        let event = Audit::new(AuditKind::OidcLogin)
-            .user(&user)
-            .family(family)
-            .detail("client_id", client.id.as_str())
-            .detail("scope", row.scope.as_str());
-        self.audit(ctx, event).await;
-        tracing::info!(user_id = user.id.0, client_id = %client.id, family_id = %family, "OIDC login");
+        tracing::info!(user_id = user.id.0, client_id = %client.id, family_id = %family, "authorization code exchanged");
         let grant = Grant {
             user: user.id,
             family,
