@@ -37,6 +37,11 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/mfa/recovery-codes"),
     // SPEC §15
     ("POST", "/api/v1/auth/introspect"),
+    // SPEC §18
+    ("GET", "/.well-known/openid-configuration"),
+    ("POST", "/oauth/token"),
+    ("GET", "/oauth/userinfo"),
+    ("POST", "/oauth/userinfo"),
     ("GET", "/api/v1/admin/users"),
     ("POST", "/api/v1/admin/users"),
     ("GET", "/api/v1/admin/users/{id}"),
@@ -52,6 +57,7 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
 /// The operations that take a body, and the refusals each must document.
 const BODY_ERRORS: &[&str] = &["400", "411", "413", "415", "422", "503"];
 const RATE_LIMITED: &[&str] = &[
+    "/oauth/token",
     "/api/v1/auth/register",
     "/api/v1/auth/token",
     "/api/v1/auth/refresh",
@@ -127,7 +133,14 @@ fn all_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_describes_every_route_the_server_answers() {
-    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    // The OpenID Connect provider on, so that its documented endpoints answer too.
+    let addr = support::served::free_addr();
+    let app = spawn_app(&Backend::Sqlite, |s| {
+        s.bind = addr;
+        s.auth.oidc_enabled = true;
+        s.auth.issuer = format!("http://{addr}");
+    })
+    .await;
     let doc = document(&app).await;
 
     let version = doc["openapi"].as_str().expect("openapi version");

@@ -65,6 +65,8 @@ pub enum OAuthError {
     InvalidGrant,
     /// A `grant_type` other than `password` and `refresh_token` (400).
     UnsupportedGrantType,
+    /// The OpenID Connect token endpoint: client authentication failed (401).
+    InvalidClient,
     /// Rate limited (429) or the database is away (503): the authorization
     /// endpoint's code (RFC 6749 §4.1.2.1), which clients know, for a retry later.
     TemporarilyUnavailable,
@@ -83,6 +85,7 @@ impl OAuthError {
             OAuthError::InvalidRequest => "invalid_request",
             OAuthError::InvalidGrant => "invalid_grant",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidClient => "invalid_client",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
             OAuthError::EmailNotVerified => "email_not_verified",

@@ -70,6 +70,14 @@ label_enum! {
         Jwks => "/.well-known/jwks.json",
         AuthorizationServer => "/.well-known/oauth-authorization-server",
         OpenApi => "/openapi.json",
+        OpenIdConfiguration => "/.well-known/openid-configuration",
+        OidcAuthorize => "/oauth/authorize",
+        OidcLogin => "/oauth/login",
+        OidcLoginMfa => "/oauth/login/mfa",
+        OidcToken => "/oauth/token",
+        OidcUserinfo => "/oauth/userinfo",
+        OidcLogout => "/oauth/logout",
+        OidcAssets => "/oauth/assets/page.css",
         /// Swagger UI: `/docs` and every asset below it.
         Docs => "/docs",
         /// ReDoc: `/redoc` and every asset below it.
@@ -219,6 +227,14 @@ impl Route {
             [".well-known", "jwks.json"] => Route::Jwks,
             [".well-known", "oauth-authorization-server"] => Route::AuthorizationServer,
             ["openapi.json"] => Route::OpenApi,
+            [".well-known", "openid-configuration"] => Route::OpenIdConfiguration,
+            ["oauth", "authorize"] => Route::OidcAuthorize,
+            ["oauth", "login"] => Route::OidcLogin,
+            ["oauth", "login", "mfa"] => Route::OidcLoginMfa,
+            ["oauth", "token"] => Route::OidcToken,
+            ["oauth", "userinfo"] => Route::OidcUserinfo,
+            ["oauth", "logout"] => Route::OidcLogout,
+            ["oauth", "assets", "page.css"] => Route::OidcAssets,
             ["health", "liveness"] => Route::Liveness,
             ["health", "readiness"] => Route::Readiness,
             ["health", "startup"] => Route::Startup,
@@ -233,7 +249,10 @@ impl LimitedEndpoint {
     pub const fn of_route(route: Route) -> Option<LimitedEndpoint> {
         match route {
             Route::Register => Some(LimitedEndpoint::Register),
-            Route::Token => Some(LimitedEndpoint::Token),
+            // The login page takes the login's quota (SPEC §18).
+            Route::Token | Route::OidcLogin | Route::OidcLoginMfa => Some(LimitedEndpoint::Token),
+            // Only its refresh grant is limited there.
+            Route::OidcToken => Some(LimitedEndpoint::Refresh),
             Route::Refresh => Some(LimitedEndpoint::Refresh),
             Route::VerifyRequest | Route::Recover => Some(LimitedEndpoint::Email),
             // The MFA endpoints take the password API's quota.

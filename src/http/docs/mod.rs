@@ -99,6 +99,7 @@ const TOKEN_URL: &str = "/api/v1/auth/token";
         crate::http::oidc::discovery,
         crate::http::oidc::token::token,
         crate::http::oidc::token::userinfo,
+        crate::http::oidc::token::userinfo_post,
         openapi_document,
         viewers::swagger_ui,
         viewers::redoc,

@@ -73,7 +73,7 @@ pub(crate) fn endpoint(service: &AuthService, path: &str) -> String {
         it supports. 404 unless `oidc.enabled`.",
     responses(
         (status = 200, description = "The provider metadata.", body = Object),
-        (status = 404, description = "The provider is off."),
+        (status = 404, response = crate::http::docs::responses::NotFound),
         (status = 503, response = crate::http::docs::responses::Unavailable),
     ),
 )]

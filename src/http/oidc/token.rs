@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -18,6 +17,7 @@ use warp::reply::Response;
 use super::enabled;
 use crate::http::api::reply::{json, respond};
 use crate::http::filters::{self, BearerToken, Fields, Form, post, take};
+use crate::http::problem::{OAuthError as Code, from_error, problem, with_oauth_error};
 use crate::http::rate_limit::Endpoint;
 use crate::http::state::AppState;
 use crate::service::AuthService;
@@ -49,12 +49,9 @@ pub fn routes(state: &Arc<AppState>) -> BoxedFilter<(Response,)> {
     token.or(userinfo).unify().boxed()
 }
 
-/// A §5.2 error answer.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json(
-        status,
-        &json!({"error": error, "error_description": description}),
-    )
+/// A §5.2 error answer: a problem (as every error of the API) with the `error` member.
+fn oauth_error(status: StatusCode, code: Code, description: &str) -> Response {
+    with_oauth_error(problem(status, description, None), Some(code))
 }
 
 fn no_store(mut resp: Response) -> Response {
@@ -67,18 +64,18 @@ fn no_store(mut resp: Response) -> Response {
 fn refusal(e: OAuthError) -> Response {
     match e {
         OAuthError::InvalidRequest(d) => {
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &d)
+            oauth_error(StatusCode::BAD_REQUEST, Code::InvalidRequest, &d)
         }
-        OAuthError::InvalidGrant(d) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", d),
+        OAuthError::InvalidGrant(d) => oauth_error(StatusCode::BAD_REQUEST, Code::InvalidGrant, d),
         OAuthError::UnsupportedGrantType => oauth_error(
             StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            Code::UnsupportedGrantType,
             "grant_type must be authorization_code or refresh_token",
         ),
         OAuthError::InvalidClient { basic } => {
             let mut resp = oauth_error(
                 StatusCode::UNAUTHORIZED,
-                "invalid_client",
+                Code::InvalidClient,
                 "client authentication failed",
             );
             if basic {
@@ -89,26 +86,9 @@ fn refusal(e: OAuthError) -> Response {
             }
             resp
         }
-        OAuthError::Service(e) => {
-            // The problem response's status, headers and logged cause, with §5.2's body.
-            let problem = crate::http::problem::from_error(&e);
-            let code = if problem.status().is_server_error()
-                || problem.status() == StatusCode::TOO_MANY_REQUESTS
-            {
-                "temporarily_unavailable"
-            } else {
-                "invalid_request"
-            };
-            let (parts, _) = problem.into_parts();
-            let mut resp = oauth_error(parts.status, code, "try again later");
-            for (name, value) in &parts.headers {
-                if name == warp::http::header::RETRY_AFTER {
-                    resp.headers_mut().insert(name, value.clone());
-                }
-            }
-            *resp.extensions_mut() = parts.extensions;
-            resp
-        }
+        // The problem of the service's error (its status, Retry-After, logged cause),
+        // with the code its status implies (`temporarily_unavailable`, `server_error`).
+        OAuthError::Service(e) => with_oauth_error(from_error(&e), None),
     }
 }
 
@@ -182,13 +162,15 @@ fn required<'a>(form: &'a Form, name: &str) -> Result<&'a str, OAuthError> {
     request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "The tokens.", body = Object),
-        (status = 400, description = "`invalid_request`, `invalid_grant` or `unsupported_grant_type`.", body = Object),
-        (status = 401, description = "`invalid_client`.", body = Object),
-        (status = 404, description = "The provider is off."),
+        (status = 400, response = crate::http::docs::responses::BadRequest),
+        (status = 401, response = crate::http::docs::responses::Unauthorized),
+        (status = 404, response = crate::http::docs::responses::NotFound),
+        (status = 411, response = crate::http::docs::responses::LengthRequired),
         (status = 413, response = crate::http::docs::responses::PayloadTooLarge),
         (status = 415, response = crate::http::docs::responses::UnsupportedMediaType),
-        (status = 429, description = "Too many refreshes from this client address.", body = Object),
-        (status = 503, description = "`temporarily_unavailable`.", body = Object),
+        (status = 422, response = crate::http::docs::responses::ValidationFailed),
+        (status = 429, response = crate::http::docs::responses::TooManyRequests),
+        (status = 503, response = crate::http::docs::responses::Unavailable),
     ),
 )]
 pub async fn token(
@@ -200,8 +182,9 @@ pub async fn token(
     form: Fields<Form>,
 ) -> Response {
     let result = async {
-        let form =
-            form.map_err(|_| OAuthError::InvalidRequest("a form body is required".into()))?;
+        // A malformed form is the API's 400 (or 422 for a repeated field), as at
+        // `/api/v1/auth/token`, with `error: invalid_request`.
+        let form = form.map_err(OAuthError::Service)?;
         match form.get("grant_type") {
             Some("authorization_code") => {
                 let auth = client_auth(authorization.as_deref(), &form)?;
@@ -249,11 +232,36 @@ pub async fn token(
     responses(
         (status = 200, description = "The claims.", body = Object),
         (status = 401, response = crate::http::docs::responses::Unauthorized),
-        (status = 404, description = "The provider is off."),
+        (status = 404, response = crate::http::docs::responses::NotFound),
         (status = 503, response = crate::http::docs::responses::Unavailable),
     ),
 )]
 pub async fn userinfo(service: Arc<AuthService>, bearer: Option<BearerToken>) -> Response {
+    userinfo_answer(service, bearer).await
+}
+
+/// The same as `GET`, for clients that POST (OIDC Core §5.3.1).
+#[utoipa::path(
+    post,
+    path = "/oauth/userinfo",
+    tag = "oidc",
+    operation_id = "oidc_userinfo_post",
+    summary = "OpenID Connect userinfo (POST)",
+    description = "As `GET /oauth/userinfo`.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The claims.", body = Object),
+        (status = 401, response = crate::http::docs::responses::Unauthorized),
+        (status = 404, response = crate::http::docs::responses::NotFound),
+        (status = 503, response = crate::http::docs::responses::Unavailable),
+    ),
+)]
+#[allow(dead_code)] // Documentation only: the route answers both methods with `userinfo`.
+pub async fn userinfo_post(service: Arc<AuthService>, bearer: Option<BearerToken>) -> Response {
+    userinfo_answer(service, bearer).await
+}
+
+async fn userinfo_answer(service: Arc<AuthService>, bearer: Option<BearerToken>) -> Response {
     respond(
         async {
             let token = bearer.ok_or(crate::error::Error::MissingToken)?;
