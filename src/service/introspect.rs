@@ -30,6 +30,17 @@ pub enum Introspection {
         jti: String,
         sid: String,
         amr: Vec<String>,
+        /// A token issued to a client of the OpenID Connect provider (SPEC §18): the
+        /// client (`client_id`, also `aud`) and the granted `scope`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        client_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        aud: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
+        scope: Option<String>,
     },
     /// A live refresh token.
     Refresh {
@@ -86,6 +97,9 @@ impl AuthService {
             jti: claims.jti,
             sid: claims.sid,
             amr: claims.amr,
+            client_id: claims.aud.clone(),
+            aud: claims.aud,
+            scope: claims.scope,
         })
     }
 

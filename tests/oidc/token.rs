@@ -364,6 +364,36 @@ async fn userinfo_answers_the_granted_claims_and_refuses_a_missing_or_bad_token(
             "no profile: {info}"
         );
     }
+    // Introspection (RFC 7662) says whose token it is: the client and the scope.
+    let out = crate::support::cli::authctl(&idp.app.db.url)
+        .args(["apikey", "create", "--name", "rs", "--scope", "introspect"])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = crate::support::cli::stdout_json(&out)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = idp
+        .app
+        .client
+        .post(idp.url("/api/v1/auth/introspect"))
+        .bearer_auth(&key)
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(seen["client_id"], client.id.as_str(), "{seen}");
+    assert_eq!(seen["aud"], client.id.as_str(), "{seen}");
+    assert_eq!(seen["scope"], "openid email", "{seen}");
     for auth in [None, Some("Bearer not-a-token"), Some("Basic dXNlcjpwYXNz")] {
         let mut req = idp.app.client.get(idp.url("/oauth/userinfo"));
         if let Some(a) = auth {

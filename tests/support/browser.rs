@@ -48,14 +48,27 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One Chromium with one page, and the DevTools connection to that page. The browser
-/// is killed when this is dropped.
+/// and every process it started (zygote, renderer, GPU) are killed when this is
+/// dropped: they run in a process group of their own, and the group is killed.
 pub struct DevTools {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     ws: Socket,
     next_id: u64,
     /// Every event the page sent while we waited for answers, oldest first.
     pub events: Vec<Value>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for DevTools {
+    fn drop(&mut self) {
+        // Killing the main process alone would leave its children to init.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl DevTools {
@@ -73,6 +86,7 @@ impl DevTools {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .expect("browser starts");
         // Chromium writes the port it chose to this file.
@@ -110,7 +124,7 @@ impl DevTools {
                 .await
                 .expect("DevTools WebSocket");
         DevTools {
-            _child: child,
+            child,
             ws,
             next_id: 0,
             events: Vec::new(),
