@@ -31,14 +31,18 @@
 //! backend, scenario by scenario), `scale` (a seeded database, the shared rate-limit
 //! store's cost, prune under load), `report` (JSON lines, tables, targets).
 
+mod algorithms;
 mod client;
+mod introspect;
 mod load;
+mod mfa;
 mod plan;
 mod report;
 mod run;
 mod scale;
 mod server;
 mod stats;
+mod transfer;
 
 use std::process::ExitCode;
 
