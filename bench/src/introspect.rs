@@ -13,7 +13,7 @@ use hyper::header::HeaderValue;
 use serde_json::{Value, json};
 
 use crate::client::{Target, bearer, introspect_request, token_field};
-use crate::load::{MakeRequest, collect, run_alternating, start_load};
+use crate::load::{MakeRequest, run_alternating, run_paced};
 use crate::plan::{Backend, Plan, Scenario};
 use crate::report::{Extra, emit, ms, rate, round2, row};
 use crate::stats::Window;
@@ -65,16 +65,13 @@ pub async fn introspect(
     ))?;
     let (t, tk) = (target.clone(), tokens);
     let window = Window::after(plan.warmup, plan.measure);
-    let unknown_key = collect(
-        start_load(
-            target,
-            1,
-            window,
-            StatusCode::UNAUTHORIZED,
-            Some(Duration::from_millis(5)),
-            Arc::new(move |_, _| introspect_request(&t, &unknown, &tk[0])),
-        ),
+    let unknown_key = run_paced(
+        target,
         window,
+        1,
+        StatusCode::UNAUTHORIZED,
+        Some(Duration::from_millis(5)),
+        Arc::new(move |_, _| introspect_request(&t, &unknown, &tk[0])),
     )
     .await;
 

@@ -15,7 +15,7 @@ use crate::client::{
     Target, call, connect, get, login_request, recover_request, register_request, send, token_field,
 };
 use crate::load::{
-    Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load,
+    Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, run_paced, start_load,
 };
 use crate::plan::{Backend, Plan, Scenario};
 use crate::report::{Extra, Report, emit, metrics_cost_pct, round2};
@@ -655,18 +655,8 @@ async fn recover_at_rest(
             recover_request(&t, &email)
         });
         let window = Window::after(plan.warmup, plan.measure);
-        let stats = collect(
-            start_load(
-                target,
-                1,
-                window,
-                StatusCode::ACCEPTED,
-                Some(Duration::from_millis(5)),
-                make,
-            ),
-            window,
-        )
-        .await;
+        let pace = Some(Duration::from_millis(5));
+        let stats = run_paced(target, window, 1, StatusCode::ACCEPTED, pace, make).await;
         emit(
             backend,
             Scenario::Recover,
