@@ -59,6 +59,10 @@ pub struct Args {
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     server_env: Vec<(String, String)>,
+    /// A setting of the throwaway PostgreSQL cluster, e.g. `--pg-setting
+    /// synchronous_commit=off` to see what the commit's flush costs (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    pg_setting: Vec<(String, String)>,
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -175,6 +179,7 @@ pub struct Plan {
     pub client_threads: usize,
     pub profile: String,
     pub server_env: Vec<(String, String)>,
+    pub pg_settings: Vec<(String, String)>,
     pub seed_users: u64,
     pub import_lines: u64,
     pub scenarios: Vec<Scenario>,
@@ -228,6 +233,7 @@ impl Plan {
                 .into_iter()
                 .chain(args.server_env)
                 .collect(),
+            pg_settings: args.pg_setting,
             seed_users: args.seed_users.unwrap_or(if smoke { 2000 } else { 0 }),
             import_lines: args
                 .import_lines

@@ -52,10 +52,19 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         Backend::Sqlite => format!("sqlite://{}", work.path().join("bench.db").display()),
         Backend::Postgres => {
             // Durable (fsync on), unlike the tests' cluster: the figures are the product's.
-            cluster =
-                tokio::task::spawn_blocking(|| Cluster::start_with(&[("max_connections", "100")]))
-                    .await
-                    .map_err(|e| e.to_string())??;
+            let settings: Vec<(String, String)> = [("max_connections".into(), "100".into())]
+                .into_iter()
+                .chain(plan.pg_settings.iter().cloned())
+                .collect();
+            cluster = tokio::task::spawn_blocking(move || {
+                let settings: Vec<(&str, &str)> = settings
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                Cluster::start_with(&settings)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
             cluster.url("postgres")
         }
     };

@@ -220,6 +220,8 @@ pub struct Measured {
     pub output: std::process::Output,
     pub took: Duration,
     pub peak_rss_kib: u64,
+    /// The CPU share other processes took meanwhile, in % of the machine.
+    pub others_cpu_pct: f64,
 }
 
 /// Runs `cmd` (blocking: call it from `spawn_blocking`) and samples its high-water RSS
@@ -232,11 +234,16 @@ pub fn run_measured(mut cmd: Command) -> Result<Measured, String> {
         .spawn()
         .map_err(|e| format!("cannot run authctl: {e}"))?;
     let pid = child.id();
-    let (done, peak) = (AtomicBool::new(false), AtomicU64::new(0));
+    let before = crate::stats::CpuSnap::take(pid);
+    // The command's own CPU ticks, last read while it ran (it is gone at the end).
+    let (done, peak, ticks) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
     let output = std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 peak.fetch_max(memory_kib(pid).1, Ordering::Relaxed);
+                if let Some(t) = crate::stats::process_ticks(&pid.to_string()) {
+                    ticks.fetch_max(t, Ordering::Relaxed);
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
@@ -245,9 +252,13 @@ pub fn run_measured(mut cmd: Command) -> Result<Measured, String> {
         output
     })
     .map_err(|e| format!("authctl: {e}"))?;
+    let took = started.elapsed();
+    let mut after = crate::stats::CpuSnap::take(pid);
+    after.server = after.server.max(ticks.into_inner());
     Ok(Measured {
         output,
-        took: started.elapsed(),
+        took,
         peak_rss_kib: peak.into_inner(),
+        others_cpu_pct: before.others_pct_until(&after),
     })
 }

@@ -126,13 +126,15 @@ pub async fn import(
             "seconds": round2(seconds),
             "lines_per_s": round2(n as f64 / seconds),
             "rss_max_mib": round2(m.peak_rss_kib as f64 / 1024.0),
+            "other_cpu_pct": round2(m.others_cpu_pct),
         }),
     );
     extra.rows.push(format!(
-        "| import | `user import` of {n} lines | {created} created in {seconds:.1} s ({:.0} lines/s), RSS max {} | | | {} | |",
+        "| import | `user import` of {n} lines | {created} created in {seconds:.1} s ({:.0} lines/s), RSS max {} | | | {} | {:.0} % |",
         n as f64 / seconds,
         mib(m.peak_rss_kib),
-        extra.failures
+        extra.failures,
+        m.others_cpu_pct
     ));
     let limit = budget(IMPORT_BUDGET_PER_MILLION, n);
     extra.target(
@@ -210,12 +212,14 @@ pub async fn copy(
             "seconds": round2(seconds),
             "rows_per_s": round2(total as f64 / seconds),
             "rss_max_mib": round2(m.peak_rss_kib as f64 / 1024.0),
+            "other_cpu_pct": round2(m.others_cpu_pct),
         }),
     );
     let mut extra = Extra::default();
     extra.rows.push(format!(
-        "| copy | `db copy --to`, {direction} | {users} users, {sessions} sessions ({total} rows) in {seconds:.1} s, RSS max {} | | | 0 | |",
-        mib(m.peak_rss_kib)
+        "| copy | `db copy --to`, {direction} | {users} users, {sessions} sessions ({total} rows) in {seconds:.1} s, RSS max {} | | | 0 | {:.0} % |",
+        mib(m.peak_rss_kib),
+        m.others_cpu_pct
     ));
     let limit = budget(COPY_BUDGET_PER_MILLION, users);
     extra.target(
