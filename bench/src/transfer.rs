@@ -54,6 +54,20 @@ async fn write_users(plan: &Plan, file: &Path, prefix: &str, n: u64) -> Result<(
     .map_err(|e| e.to_string())?
 }
 
+/// Runs an `authctl` command (`what`) to its end, measured; an error if it failed.
+async fn run_cli(cmd: std::process::Command, what: &str) -> Result<Measured, String> {
+    let m = tokio::task::spawn_blocking(move || run_measured(cmd))
+        .await
+        .map_err(|e| e.to_string())??;
+    if !m.output.status.success() {
+        return Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&m.output.stderr)
+        ));
+    }
+    Ok(m)
+}
+
 /// `authctl user import FILE --output json`, measured; the summary it printed.
 async fn run_import(
     plan: &Plan,
@@ -65,15 +79,7 @@ async fn run_import(
     cmd.args(["user", "import"])
         .arg(file)
         .args(["--output", "json"]);
-    let measured = tokio::task::spawn_blocking(move || run_measured(cmd))
-        .await
-        .map_err(|e| e.to_string())??;
-    if !measured.output.status.success() {
-        return Err(format!(
-            "user import: {}",
-            String::from_utf8_lossy(&measured.output.stderr)
-        ));
-    }
+    let measured = run_cli(cmd, "user import").await?;
     let summary = serde_json::from_slice(&measured.output.stdout)
         .map_err(|e| format!("user import: not JSON: {e}"))?;
     Ok((measured, summary))
@@ -178,15 +184,7 @@ pub async fn copy(
     let mut cmd = cli(plan, database_url, work);
     cmd.args(["db", "copy", "--output", "json"])
         .env("AUTHCTL_COPY_TO", &to);
-    let m = tokio::task::spawn_blocking(move || run_measured(cmd))
-        .await
-        .map_err(|e| e.to_string())??;
-    if !m.output.status.success() {
-        return Err(format!(
-            "db copy: {}",
-            String::from_utf8_lossy(&m.output.stderr)
-        ));
-    }
+    let m = run_cli(cmd, "db copy").await?;
     let report: Value =
         serde_json::from_slice(&m.output.stdout).map_err(|e| format!("db copy: not JSON: {e}"))?;
     let rows_of = |table: &str| {
