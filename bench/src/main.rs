@@ -12,7 +12,7 @@
 //! `--import-lines`) makes them.
 //!
 //! ```text
-//! cargo run --release -p authctl-bench                  # both backends, ~8 min
+//! cargo run --release -p authctl-bench                  # both backends, ~11 min
 //! cargo run --release -p authctl-bench -- --backend sqlite --only me,liveness
 //! cargo run --release -p authctl-bench -- --backend sqlite --only me,login --algorithm EdDSA
 //! cargo run -p authctl-bench -- --smoke                 # CI: ~1 s per scenario, bcrypt cost 4
