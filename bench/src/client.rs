@@ -91,13 +91,69 @@ fn post(
     content_type: &'static str,
     body: String,
 ) -> Request<Full<Bytes>> {
-    Request::builder()
+    post_as(target, path, content_type, body, None)
+}
+
+/// A POST, with `Authorization` when `bearer` is given.
+fn post_as(
+    target: &Target,
+    path: &str,
+    content_type: &'static str,
+    body: String,
+    bearer: Option<&HeaderValue>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
         .method(Method::POST)
         .uri(path)
         .header(HOST, target.host.clone())
-        .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
-        .body(Full::new(Bytes::from(body)))
+        .header(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(v) = bearer {
+        b = b.header(AUTHORIZATION, v.clone());
+    }
+    b.body(Full::new(Bytes::from(body)))
         .expect("a valid request")
+}
+
+/// A JSON POST as a signed-in user (the MFA enrolment endpoints).
+pub fn post_json_as(
+    target: &Target,
+    path: &str,
+    bearer: &HeaderValue,
+    body: &Value,
+) -> Request<Full<Bytes>> {
+    post_as(
+        target,
+        path,
+        "application/json",
+        body.to_string(),
+        Some(bearer),
+    )
+}
+
+/// The second step of a login with TOTP on (SPEC §14): the MFA grant.
+pub fn mfa_request(target: &Target, mfa_token: &str, code: &str) -> Request<Full<Bytes>> {
+    post(
+        target,
+        "/api/v1/auth/token",
+        "application/x-www-form-urlencoded",
+        format!("grant_type=urn%3Aauthctl%3Agrant-type%3Amfa&mfa_token={mfa_token}&code={code}"),
+    )
+}
+
+/// RFC 7662 introspection of `token`, authenticated by the API key in `key`.
+pub fn introspect_request(target: &Target, key: &HeaderValue, token: &str) -> Request<Full<Bytes>> {
+    post_as(
+        target,
+        "/api/v1/auth/introspect",
+        "application/x-www-form-urlencoded",
+        format!("token={token}"),
+        Some(key),
+    )
+}
+
+/// `Bearer {token}` as a header value.
+pub fn bearer(token: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())
 }
 
 pub fn login_request(target: &Target, username: &str) -> Request<Full<Bytes>> {

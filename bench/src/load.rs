@@ -185,9 +185,21 @@ pub async fn run_load_in(
     expect: StatusCode,
     make: MakeRequest,
 ) -> Stats {
+    run_paced(target, window, conns, expect, None, make).await
+}
+
+/// [`start_load`] through `window`, collected, with the CPU readings around it.
+pub async fn run_paced(
+    target: &Target,
+    window: Window,
+    conns: usize,
+    expect: StatusCode,
+    pace: Option<Duration>,
+    make: MakeRequest,
+) -> Stats {
     let before = CpuSnap::take(target.server_pid);
     let mut stats = collect(
-        start_load(target, conns, window, expect, None, make),
+        start_load(target, conns, window, expect, pace, make),
         window,
     )
     .await;

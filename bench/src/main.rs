@@ -7,10 +7,12 @@
 //! cluster (`authctl_testkit::pg`, stopped at the end). It drives it with a
 //! closed-loop HTTP/1.1 client over fixed keep-alive connections (hyper), keeping every
 //! request's latency, so the percentiles are exact. Everything stays on 127.0.0.1;
-//! every scenario is bounded (≤ 15 s).
+//! every load scenario is bounded (≤ 15 s, setup aside); `copy` and `import` run the
+//! operator's commands to their end, as long as their size (`--seed-users`,
+//! `--import-lines`) makes them.
 //!
 //! ```text
-//! cargo run --release -p authctl-bench                  # both backends, ~2.5 min
+//! cargo run --release -p authctl-bench                  # both backends, ~11 min
 //! cargo run --release -p authctl-bench -- --backend sqlite --only me,liveness
 //! cargo run --release -p authctl-bench -- --backend sqlite --only me,login --algorithm EdDSA
 //! cargo run -p authctl-bench -- --smoke                 # CI: ~1 s per scenario, bcrypt cost 4
@@ -27,18 +29,25 @@
 //!
 //! The layout: `plan` (command line → what to run), `server` (the authctl process and
 //! its database), `client` (the HTTP/1.1 client), `load` (connections driving
-//! requests), `stats` (what they measured, CPU and bcrypt readings), `run` (one
+//! requests), `stats` (what they measured, CPU and hashing-limit readings), `run` (one
 //! backend, scenario by scenario), `scale` (a seeded database, the shared rate-limit
-//! store's cost, prune under load), `report` (JSON lines, tables, targets).
+//! store's cost, prune under load), `mfa` (two-step logins of TOTP accounts),
+//! `introspect` (RFC 7662 against `/me`, unknown API keys), `algorithms` (login and
+//! flood with argon2id), `transfer` (`db copy` and `user import`, timed with their
+//! RSS), `report` (JSON lines, tables, targets).
 
+mod algorithms;
 mod client;
+mod introspect;
 mod load;
+mod mfa;
 mod plan;
 mod report;
 mod run;
 mod scale;
 mod server;
 mod stats;
+mod transfer;
 
 use std::process::ExitCode;
 

@@ -39,8 +39,9 @@ pub struct Args {
     #[arg(long, value_name = "CHAINSxROTATIONS")]
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
-    /// liveness-under-login, login-flood, register, recover, refresh, login-limited,
-    /// prune-under-me) [default: all]
+    /// login-argon2id, liveness-under-login, login-flood, login-flood-argon2id, login-mfa,
+    /// introspect, register, recover, refresh, login-limited, prune-under-me, copy,
+    /// import) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
     /// The server's ALGORITHM: HS256 signs with the fixed test key; EdDSA or ES256 with a
@@ -51,9 +52,17 @@ pub struct Args {
     /// expired) in bulk SQL before measuring, e.g. 1000000 [default: 0; smoke: 2000]
     #[arg(long, value_name = "N")]
     seed_users: Option<u64>,
+    /// Lines of the JSON Lines file that `import` gives `authctl user import`, e.g.
+    /// 1000000 [default: 100000; smoke: 2000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    import_lines: Option<u64>,
     /// Extra environment for the server, e.g. `--server-env DB_POOL_MAX_CONN=4` (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     server_env: Vec<(String, String)>,
+    /// A setting of the throwaway PostgreSQL cluster, e.g. `--pg-setting
+    /// synchronous_commit=off` to see what the commit's flush costs (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    pg_setting: Vec<(String, String)>,
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -74,10 +83,21 @@ pub enum Scenario {
     MeMetrics,
     /// `/api/v1/auth/token`: one bcrypt verify per request
     Login,
+    /// `/api/v1/auth/token` on a server with `auth.password_hash = argon2id`, against
+    /// the Argon2id limit measured in the same run
+    LoginArgon2id,
     /// paced liveness and /me probes while 8 connections log in
     LivenessUnderLogin,
     /// paced liveness probes while 200 connections log in at once: prompt 503s, RSS
     LoginFlood,
+    /// `login-flood` with argon2id: liveness, prompt 503s, RSS within SPEC §16's bound
+    LoginFloodArgon2id,
+    /// logins of accounts with TOTP on: password step (403 + `mfa_token`), then the
+    /// code step, against the bcrypt limit
+    LoginMfa,
+    /// RFC 7662 introspection of access tokens against `/me`, alternating; and
+    /// unknown API keys at rest
+    Introspect,
     /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
     Register,
     /// `/api/v1/auth/recover` for a known and for unknown addresses (one insert, no
@@ -89,6 +109,11 @@ pub enum Scenario {
     LoginLimited,
     /// `authctl token prune` while 8 connections call /me
     PruneUnderMe,
+    /// `authctl db copy --to` of this run's database (seeded: `--seed-users`) into a
+    /// fresh database of the other backend: time and RSS
+    Copy,
+    /// `authctl user import` of `--import-lines` JSON Lines: time and RSS
+    Import,
 }
 
 impl Scenario {
@@ -99,13 +124,19 @@ impl Scenario {
             Scenario::Me => "me",
             Scenario::MeMetrics => "me-metrics",
             Scenario::Login => "login",
+            Scenario::LoginArgon2id => "login-argon2id",
             Scenario::LivenessUnderLogin => "liveness-under-login",
             Scenario::LoginFlood => "login-flood",
+            Scenario::LoginFloodArgon2id => "login-flood-argon2id",
+            Scenario::LoginMfa => "login-mfa",
+            Scenario::Introspect => "introspect",
             Scenario::Register => "register",
             Scenario::Recover => "recover",
             Scenario::Refresh => "refresh",
             Scenario::LoginLimited => "login-limited",
             Scenario::PruneUnderMe => "prune-under-me",
+            Scenario::Copy => "copy",
+            Scenario::Import => "import",
         }
     }
 }
@@ -148,7 +179,9 @@ pub struct Plan {
     pub client_threads: usize,
     pub profile: String,
     pub server_env: Vec<(String, String)>,
+    pub pg_settings: Vec<(String, String)>,
     pub seed_users: u64,
+    pub import_lines: u64,
     pub scenarios: Vec<Scenario>,
     pub backends: Vec<Backend>,
 }
@@ -200,7 +233,11 @@ impl Plan {
                 .into_iter()
                 .chain(args.server_env)
                 .collect(),
+            pg_settings: args.pg_setting,
             seed_users: args.seed_users.unwrap_or(if smoke { 2000 } else { 0 }),
+            import_lines: args
+                .import_lines
+                .unwrap_or(if smoke { 2000 } else { 100_000 }),
             scenarios: if args.only.is_empty() {
                 Scenario::value_variants().to_vec()
             } else {

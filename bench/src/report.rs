@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::plan::{Backend, Plan, Scenario};
-use crate::stats::{BcryptLimit, Flood, Stats};
+use crate::stats::{Flood, HashLimit, Stats};
 
 #[derive(Debug)]
 pub struct Report {
@@ -19,7 +19,7 @@ pub struct Report {
     pub me_metrics_off: Stats,
     pub me_metrics_on: Stats,
     pub login: Stats,
-    pub bcrypt: BcryptLimit,
+    pub bcrypt: HashLimit,
     pub under_login_liveness: Stats,
     pub under_login_me: Stats,
     pub under_login_logins: Stats,
@@ -39,10 +39,32 @@ pub struct Report {
     pub startup: Vec<Duration>,
     pub clean_exit: bool,
     pub server_log_errors: usize,
-    /// The seeded database, if any, and the scale scenarios' rows and failures.
+    /// The seeded database, if any.
     pub seeded: Option<crate::scale::Seeded>,
-    pub scale_rows: Vec<String>,
-    pub scale_failures: u64,
+    /// What the scenarios that report themselves found (scale, MFA, introspection, …).
+    pub more: Extra,
+}
+
+/// Rows, targets and failures of the scenarios that report themselves.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Table rows, already formatted (see [`row`]).
+    pub rows: Vec<String>,
+    /// (target, measured, pass)
+    pub targets: Vec<(String, String, bool)>,
+    pub failures: u64,
+}
+
+impl Extra {
+    pub fn absorb(&mut self, other: Extra) {
+        self.rows.extend(other.rows);
+        self.targets.extend(other.targets);
+        self.failures += other.failures;
+    }
+
+    pub fn target(&mut self, name: impl Into<String>, measured: impl Into<String>, pass: bool) {
+        self.targets.push((name.into(), measured.into(), pass));
+    }
 }
 
 impl Report {
@@ -68,7 +90,7 @@ impl Report {
         .sum::<u64>()
             + self.broken_chains as u64
             + u64::from(!self.clean_exit)
-            + self.scale_failures
+            + self.more.failures
     }
 
     pub fn startup_median(&self) -> Duration {
@@ -91,11 +113,22 @@ pub fn round2(v: f64) -> f64 {
     }
 }
 
-pub fn emit(backend: Backend, scenario: Scenario, s: &Stats, extra: Value) {
+/// One JSON line for a scenario that is not a load (a CLI run): `fields` as given.
+pub fn emit_fields(backend: Backend, scenario: Scenario, fields: Value) {
     let mut line = json!({
         "bench": "authctl",
         "backend": backend.name(),
         "scenario": scenario.name(),
+    });
+    if let (Some(obj), Value::Object(more)) = (line.as_object_mut(), fields) {
+        obj.extend(more);
+    }
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+pub fn emit(backend: Backend, scenario: Scenario, s: &Stats, extra: Value) {
+    let mut line = json!({
         "ok": s.ok,
         "rps": round2(s.rate()),
         "p50_ms": round2(s.quantile_ms(0.50)),
@@ -115,8 +148,7 @@ pub fn emit(backend: Backend, scenario: Scenario, s: &Stats, extra: Value) {
     if let Some(e) = &s.first_error {
         line["first_error"] = Value::String(e.chars().take(200).collect());
     }
-    println!("{line}");
-    let _ = std::io::stdout().flush();
+    emit_fields(backend, scenario, line);
 }
 
 pub fn ms(v: f64) -> String {
@@ -143,18 +175,80 @@ pub fn mib(kib: u64) -> String {
     format!("{:.1} MB", kib as f64 / 1024.0)
 }
 
+/// One row of the table: scenario, load, result, p50, p99, errors, others' CPU.
+pub fn row(name: &str, load: &str, result: &str, s: &Stats) -> String {
+    format!(
+        "| {name} | {load} | {result} | {} | {} | {} | {:.0} % |",
+        ms(s.quantile_ms(0.5)),
+        ms(s.quantile_ms(0.99)),
+        s.errors,
+        s.others_cpu_pct
+    )
+}
+
+/// The row of a login flood (bcrypt's or another algorithm's).
+pub fn flood_row(name: &str, f: &Flood) -> String {
+    row(
+        name,
+        &format!("{} login conns + 4 probes/10 ms", f.connections),
+        &format!(
+            "liveness p99 {} ({} logins ok, {} refused 503 + Retry-After after p50 {} / max {}, \
+             {} login errors; RSS max {})",
+            ms(f.probes.quantile_ms(0.99)),
+            f.logins.ok,
+            f.logins.busy,
+            ms(f.logins.busy_quantile_ms(0.5)),
+            ms(f.logins.busy_quantile_ms(1.0)),
+            f.logins.errors,
+            mib(f.rss_max_kib)
+        ),
+        &f.probes,
+    )
+}
+
+/// The flood's targets: liveness p99 < 10 ms, RSS under `rss_bound_kib` (named by
+/// `rss_bound`).
+pub fn flood_targets(
+    f: &Flood,
+    what: &str,
+    rss_bound: &str,
+    rss_bound_kib: u64,
+) -> Vec<(String, String, bool)> {
+    let p99 = f.probes.quantile_ms(0.99);
+    vec![
+        (
+            format!(
+                "liveness p99 under a {}-login flood{what} < 10 ms",
+                f.connections
+            ),
+            ms(p99),
+            p99 < 10.0,
+        ),
+        (
+            format!("RSS during the login flood{what} < {rss_bound}"),
+            mib(f.rss_max_kib),
+            f.rss_max_kib < rss_bound_kib,
+        ),
+    ]
+}
+
+/// The target of a login load (`what`) against its algorithm's limit measured in the run.
+pub fn login_target(what: &str, login: &Stats, limit: &HashLimit) -> (String, String, bool) {
+    let per_s = limit.per_second();
+    let ratio = login.rate() / per_s;
+    (
+        format!("{what}/s ≥ 0.9 × {} limit", limit.algorithm),
+        format!("{:.2}/s = {ratio:.2} × {per_s:.2}/s", login.rate()),
+        ratio >= 0.9,
+    )
+}
+
 impl Report {
     /// (target, measured, pass)
     pub fn targets(&self, plan: &Plan) -> Vec<(String, String, bool)> {
         let mut t = Vec::new();
         if plan.runs(Scenario::Login) {
-            let limit = self.bcrypt.per_second();
-            let ratio = self.login.rate() / limit;
-            t.push((
-                "login/s ≥ 0.9 × bcrypt limit".to_string(),
-                format!("{:.2}/s = {ratio:.2} × {limit:.2}/s", self.login.rate()),
-                ratio >= 0.9,
-            ));
+            t.push(login_target("login", &self.login, &self.bcrypt));
         }
         if plan.runs(Scenario::LivenessUnderLogin) {
             let p99 = self.under_login_liveness.quantile_ms(0.99);
@@ -165,20 +259,7 @@ impl Report {
             ));
         }
         if plan.runs(Scenario::LoginFlood) {
-            let p99 = self.flood.probes.quantile_ms(0.99);
-            t.push((
-                format!(
-                    "liveness p99 under a {}-login flood < 10 ms",
-                    self.flood.connections
-                ),
-                ms(p99),
-                p99 < 10.0,
-            ));
-            t.push((
-                "RSS during the login flood < 64 MB".to_string(),
-                mib(self.flood.rss_max_kib),
-                self.flood.rss_max_kib < 64 * 1024,
-            ));
+            t.extend(flood_targets(&self.flood, "", "64 MB", 64 * 1024));
         }
         if plan.runs(Scenario::Me) && plan.runs(Scenario::Liveness) {
             // With the request log line off the runtime's threads (issue 11).
@@ -237,6 +318,7 @@ impl Report {
                 startup_ms < 100.0,
             ));
         }
+        t.extend(self.more.targets.iter().cloned());
         t
     }
 
@@ -266,19 +348,12 @@ impl Report {
             "| scenario | load | result | p50 | p99 | errors | other CPU |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        let row =
+        let put =
             |out: &mut String, name: &str, load: &str, result: String, s: &Stats, extra: &str| {
-                let _ = writeln!(
-                    out,
-                    "| {name} | {load} | {result}{extra} | {} | {} | {} | {:.0} % |",
-                    ms(s.quantile_ms(0.5)),
-                    ms(s.quantile_ms(0.99)),
-                    s.errors,
-                    s.others_cpu_pct
-                );
+                let _ = writeln!(out, "{}", row(name, load, &format!("{result}{extra}"), s));
             };
         if plan.runs(Scenario::Liveness) {
-            row(
+            put(
                 &mut out,
                 "liveness",
                 "64 conns",
@@ -288,7 +363,7 @@ impl Report {
             );
         }
         if plan.runs(Scenario::Me) {
-            row(
+            put(
                 &mut out,
                 "me",
                 "64 conns",
@@ -298,7 +373,7 @@ impl Report {
             );
         }
         if plan.runs(Scenario::MeMetrics) {
-            row(
+            put(
                 &mut out,
                 "me-metrics",
                 "64 conns, 2 servers",
@@ -315,7 +390,7 @@ impl Report {
             );
         }
         if plan.runs(Scenario::Login) {
-            row(
+            put(
                 &mut out,
                 "login",
                 "8 conns",
@@ -331,7 +406,7 @@ impl Report {
             );
         }
         if plan.runs(Scenario::LivenessUnderLogin) {
-            row(
+            put(
                 &mut out,
                 "liveness-under-login",
                 "4 probes/10 ms + 8 login conns",
@@ -348,27 +423,10 @@ impl Report {
             );
         }
         if plan.runs(Scenario::LoginFlood) {
-            let f = &self.flood;
-            row(
-                &mut out,
-                "login-flood",
-                &format!("{} login conns + 4 probes/10 ms", f.connections),
-                format!("liveness p99 {}", ms(f.probes.quantile_ms(0.99))),
-                &f.probes,
-                &format!(
-                    " ({} logins ok, {} refused 503 + Retry-After after p50 {} / max {}, \
-                     {} login errors; RSS max {})",
-                    f.logins.ok,
-                    f.logins.busy,
-                    ms(f.logins.busy_quantile_ms(0.5)),
-                    ms(f.logins.busy_quantile_ms(1.0)),
-                    f.logins.errors,
-                    mib(f.rss_max_kib)
-                ),
-            );
+            let _ = writeln!(out, "{}", flood_row("login-flood", &self.flood));
         }
         if plan.runs(Scenario::Register) {
-            row(
+            put(
                 &mut out,
                 "register",
                 "8 conns",
@@ -382,7 +440,7 @@ impl Report {
                 ("recover (known)", &self.recover_known),
                 ("recover (unknown)", &self.recover_unknown),
             ] {
-                row(
+                put(
                     &mut out,
                     name,
                     "8 conns",
@@ -393,7 +451,7 @@ impl Report {
             }
         }
         if plan.runs(Scenario::Refresh) {
-            row(
+            put(
                 &mut out,
                 "refresh",
                 &format!("{} chains", self.chains),
@@ -428,7 +486,7 @@ impl Report {
             self.startup.len(),
             u64::from(!self.clean_exit)
         );
-        for row in &self.scale_rows {
+        for row in &self.more.rows {
             let _ = writeln!(out, "{row}");
         }
         if let Some(seeded) = &self.seeded {

@@ -15,13 +15,13 @@ use crate::client::{
     Target, call, connect, get, login_request, recover_request, register_request, send, token_field,
 };
 use crate::load::{
-    Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, start_load,
+    Expect, MakeRequest, collect, refresh_chains, run_alternating, run_load, run_paced, start_load,
 };
 use crate::plan::{Backend, Plan, Scenario};
-use crate::report::{Report, emit, metrics_cost_pct, round2};
+use crate::report::{Extra, Report, emit, metrics_cost_pct, round2};
 use crate::scale;
 use crate::server::{Server, memory_kib, sample_peak_rss};
-use crate::stats::{BcryptLimit, CpuSnap, Flood, Stats, Window};
+use crate::stats::{CpuSnap, Flood, HashLimit, Stats, Window};
 
 /// Logins at once in the `login-flood` scenario (issue 11: "200 concurrent logins").
 const FLOOD_CONNECTIONS: usize = 200;
@@ -29,7 +29,7 @@ const FLOOD_CONNECTIONS: usize = 200;
 const FLOOD_MEASURE_MAX: Duration = Duration::from_secs(8);
 
 /// Four connections probing `/health/liveness` every 10 ms through `window`.
-fn liveness_probes(target: &Target, window: Window) -> tokio::task::JoinSet<Stats> {
+pub fn liveness_probes(target: &Target, window: Window) -> tokio::task::JoinSet<Stats> {
     let t = target.clone();
     start_load(
         target,
@@ -52,10 +52,19 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         Backend::Sqlite => format!("sqlite://{}", work.path().join("bench.db").display()),
         Backend::Postgres => {
             // Durable (fsync on), unlike the tests' cluster: the figures are the product's.
-            cluster =
-                tokio::task::spawn_blocking(|| Cluster::start_with(&[("max_connections", "100")]))
-                    .await
-                    .map_err(|e| e.to_string())??;
+            let settings: Vec<(String, String)> = [("max_connections".into(), "100".into())]
+                .into_iter()
+                .chain(plan.pg_settings.iter().cloned())
+                .collect();
+            cluster = tokio::task::spawn_blocking(move || {
+                let settings: Vec<(&str, &str)> = settings
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                Cluster::start_with(&settings)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
             cluster.url("postgres")
         }
     };
@@ -191,33 +200,23 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
     let (t, u) = (target.clone(), user.clone());
     let login_make: MakeRequest = Arc::new(move |_, _| login_request(&t, &u));
     let mut login = Stats::default();
-    let mut bcrypt = BcryptLimit::default();
-    if plan.runs(Scenario::Login) {
+    let mut bcrypt = HashLimit::default();
+    if plan.runs(Scenario::Login) || plan.runs(Scenario::LoginMfa) {
         eprintln!("bcrypt limit at cost {} …", plan.cost);
         let (cost, cores) = (plan.cost, plan.cores);
-        let before = CpuSnap::take(target.server_pid);
-        bcrypt = tokio::task::spawn_blocking(move || BcryptLimit::measure(cost, cores, 3))
-            .await
-            .map_err(|e| e.to_string())?;
-        bcrypt.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
-        eprintln!("login: 8 connections …");
-        login = run_load(&target, plan, 8, StatusCode::OK, login_make.clone()).await;
-        emit(
+        bcrypt = measure_limit(&target, move || HashLimit::bcrypt(cost, cores, 3)).await?;
+    }
+    if plan.runs(Scenario::Login) {
+        login = login_against(
+            plan,
             backend,
             Scenario::Login,
-            &login,
-            json!({
-                "connections": 8,
-                "bcrypt_cost": plan.cost,
-                "bcrypt_limit_per_s": round2(bcrypt.per_second()),
-                "bcrypt_verify_ms": round2(bcrypt.single_ms),
-                "bcrypt_verify_all_cores_ms": round2(bcrypt.parallel_ms),
-                "bcrypt_other_cpu_pct": round2(bcrypt.others_cpu_pct),
-                "cores": plan.cores,
-            }),
-        );
+            &target,
+            &login_make,
+            &bcrypt,
+        )
+        .await;
     }
-
     // liveness-under-login: paced probes (liveness, and /me) while 8 connections log in.
     let (mut under_login_liveness, mut under_login_me, mut under_login_logins) =
         (Stats::default(), Stats::default(), Stats::default());
@@ -260,50 +259,29 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
     // check liveness. The hashing slots (one per core) finish a few logins a second;
     // the others wait at most hash_queue_timeout (the server's default, 5 s) and are
     // refused with 503 + Retry-After, instead of queueing without bound.
-    let mut flood = Flood {
-        connections: FLOOD_CONNECTIONS,
-        ..Flood::default()
-    };
+    let mut flood = Flood::default();
     if plan.runs(Scenario::LoginFlood) {
-        eprintln!("login-flood: {FLOOD_CONNECTIONS} connections …");
-        // A refusal arrives hash_queue_timeout after its request: a shorter window
-        // keeps warm-up + window + the last refusals under 15 s.
-        let window = Window::after(plan.warmup, plan.measure.min(FLOOD_MEASURE_MAX));
-        let before = CpuSnap::take(target.server_pid);
-        let (stop_rss, rss_stopped) = tokio::sync::oneshot::channel();
-        let rss = tokio::spawn(sample_peak_rss(target.server_pid, rss_stopped));
-        let logins = start_load(
-            &target,
-            FLOOD_CONNECTIONS,
-            window,
-            Expect {
-                status: StatusCode::OK,
-                busy: true,
-            },
-            None,
-            login_make.clone(),
+        flood = login_flood(plan, backend, Scenario::LoginFlood, &target, &login_make).await;
+    }
+
+    let mut more = Extra::default();
+    if plan.runs(Scenario::LoginMfa) {
+        more.absorb(
+            crate::mfa::login_mfa(plan, backend, &target, &database_url, work.path(), &bcrypt)
+                .await?,
         );
-        let probes = liveness_probes(&target, window);
-        flood.probes = collect(probes, window).await;
-        flood.logins = collect(logins, window).await;
-        let _ = stop_rss.send(());
-        flood.rss_max_kib = rss.await.unwrap_or_default();
-        flood.probes.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
-        emit(
-            backend,
-            Scenario::LoginFlood,
-            &flood.probes,
-            json!({
-                "login_connections": FLOOD_CONNECTIONS,
-                "probe_connections": 4,
-                "probe_interval_ms": 10,
-                "logins_ok": flood.logins.ok,
-                "logins_refused_503": flood.logins.busy,
-                "refusal_p50_ms": round2(flood.logins.busy_quantile_ms(0.5)),
-                "refusal_max_ms": round2(flood.logins.busy_quantile_ms(1.0)),
-                "login_errors": flood.logins.errors,
-                "rss_max_mib": round2(flood.rss_max_kib as f64 / 1024.0),
-            }),
+    }
+    if plan.runs(Scenario::Introspect) {
+        more.absorb(
+            crate::introspect::introspect(
+                plan,
+                backend,
+                &target,
+                &database_url,
+                work.path(),
+                &bearers,
+            )
+            .await?,
         );
     }
 
@@ -361,6 +339,7 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
                 json!({"connections": 8, "address": address}),
             );
         }
+        more.absorb(recover_at_rest(plan, backend, &target, &user, &prefix).await);
     }
 
     // refresh: concurrent rotation chains.
@@ -387,14 +366,13 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         );
     }
 
-    let (mut scale_rows, mut scale_failures) = (Vec::new(), 0);
     if plan.runs(Scenario::PruneUnderMe) {
         eprintln!("prune-under-me: `token prune` while 8 connections call /me …");
         let (stats, row) =
             scale::prune_under_me(plan, backend, &target, &database_url, work.path(), bearers)
                 .await?;
-        scale_failures += stats.errors;
-        scale_rows.push(row);
+        more.failures += stats.errors;
+        more.rows.push(row);
     }
 
     let (rss_end_kib, rss_peak_kib) = memory_kib(server.pid());
@@ -404,8 +382,21 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
     if plan.runs(Scenario::LoginLimited) {
         let (stats, rows) =
             scale::limited_logins(plan, backend, &database_url, work.path(), &user).await?;
-        scale_failures += stats.iter().map(|s| s.errors).sum::<u64>();
-        scale_rows.extend(rows);
+        more.failures += stats.iter().map(|s| s.errors).sum::<u64>();
+        more.rows.extend(rows);
+    }
+    if plan.runs(Scenario::LoginArgon2id) || plan.runs(Scenario::LoginFloodArgon2id) {
+        more.absorb(
+            crate::algorithms::argon2id(plan, backend, &database_url, work.path(), &prefix).await?,
+        );
+    }
+    if plan.runs(Scenario::Copy) {
+        more.absorb(crate::transfer::copy(plan, backend, &database_url, work.path()).await?);
+    }
+    if plan.runs(Scenario::Import) {
+        more.absorb(
+            crate::transfer::import(plan, backend, &database_url, work.path(), &prefix).await?,
+        );
     }
     let report = Report {
         backend,
@@ -434,8 +425,7 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         clean_exit,
         server_log_errors,
         seeded,
-        scale_rows,
-        scale_failures,
+        more,
     };
     let startup_ms: Vec<f64> = report
         .startup
@@ -468,7 +458,7 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
 }
 
 /// `/me` on `target`, spread over the setup sessions.
-fn me_on(target: &Target, bearers: &Arc<Vec<HeaderValue>>) -> MakeRequest {
+pub fn me_on(target: &Target, bearers: &Arc<Vec<HeaderValue>>) -> MakeRequest {
     let (t, b) = (target.clone(), bearers.clone());
     Arc::new(move |c, _| get(&t, "/api/v1/auth/me", Some(&b[c % b.len()])))
 }
@@ -551,4 +541,150 @@ async fn scrape_me_count(addr: std::net::SocketAddr, server_pid: u32) -> Result<
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .ok_or_else(|| "GET /metrics has no /me 200 series".to_string())
+}
+
+/// A hashing ceiling measured in this process, with others' CPU share meanwhile.
+pub async fn measure_limit(
+    target: &Target,
+    measure: impl FnOnce() -> HashLimit + Send + 'static,
+) -> Result<HashLimit, String> {
+    let before = CpuSnap::take(target.server_pid);
+    let mut limit = tokio::task::spawn_blocking(measure)
+        .await
+        .map_err(|e| e.to_string())?;
+    limit.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
+    Ok(limit)
+}
+
+/// Logins on 8 connections, against `limit` (the configured algorithm's, measured just
+/// before); emits the JSON line.
+pub async fn login_against(
+    plan: &Plan,
+    backend: Backend,
+    scenario: Scenario,
+    target: &Target,
+    make: &MakeRequest,
+    limit: &HashLimit,
+) -> Stats {
+    eprintln!("{}: 8 connections …", scenario.name());
+    let login = run_load(target, plan, 8, StatusCode::OK, make.clone()).await;
+    let alg = limit.algorithm;
+    let mut extra = json!({"connections": 8, "cores": plan.cores, "password_hash": alg});
+    if alg == "bcrypt" {
+        extra["bcrypt_cost"] = json!(plan.cost);
+    }
+    for (key, value) in [
+        ("limit_per_s", limit.per_second()),
+        ("verify_ms", limit.single_ms),
+        ("verify_all_cores_ms", limit.parallel_ms),
+        ("other_cpu_pct", limit.others_cpu_pct),
+    ] {
+        extra[format!("{alg}_{key}")] = json!(round2(value));
+    }
+    emit(backend, scenario, &login, extra);
+    login
+}
+
+/// 200 connections log in back to back at once while paced probes check liveness.
+/// The hashing slots (one per core) finish a few logins a second; the others wait at
+/// most hash_queue_timeout (the server's default, 5 s) and are refused with 503 +
+/// Retry-After, instead of queueing without bound. Emits the JSON line.
+pub async fn login_flood(
+    plan: &Plan,
+    backend: Backend,
+    scenario: Scenario,
+    target: &Target,
+    make: &MakeRequest,
+) -> Flood {
+    let mut flood = Flood {
+        connections: FLOOD_CONNECTIONS,
+        ..Flood::default()
+    };
+    eprintln!("{}: {FLOOD_CONNECTIONS} connections …", scenario.name());
+    // A refusal arrives hash_queue_timeout after its request: a shorter window
+    // keeps warm-up + window + the last refusals under 15 s.
+    let window = Window::after(plan.warmup, plan.measure.min(FLOOD_MEASURE_MAX));
+    let before = CpuSnap::take(target.server_pid);
+    let (stop_rss, rss_stopped) = tokio::sync::oneshot::channel();
+    let rss = tokio::spawn(sample_peak_rss(target.server_pid, rss_stopped));
+    let logins = start_load(
+        target,
+        FLOOD_CONNECTIONS,
+        window,
+        Expect {
+            status: StatusCode::OK,
+            busy: true,
+        },
+        None,
+        make.clone(),
+    );
+    let probes = liveness_probes(target, window);
+    flood.probes = collect(probes, window).await;
+    flood.logins = collect(logins, window).await;
+    let _ = stop_rss.send(());
+    flood.rss_max_kib = rss.await.unwrap_or_default();
+    flood.probes.others_cpu_pct = before.others_pct_until(&CpuSnap::take(target.server_pid));
+    emit(
+        backend,
+        scenario,
+        &flood.probes,
+        json!({
+            "login_connections": FLOOD_CONNECTIONS,
+            "probe_connections": 4,
+            "probe_interval_ms": 10,
+            "logins_ok": flood.logins.ok,
+            "logins_refused_503": flood.logins.busy,
+            "refusal_p50_ms": round2(flood.logins.busy_quantile_ms(0.5)),
+            "refusal_max_ms": round2(flood.logins.busy_quantile_ms(1.0)),
+            "login_errors": flood.logins.errors,
+            "rss_max_mib": round2(flood.rss_max_kib as f64 / 1024.0),
+        }),
+    );
+    flood
+}
+
+/// `/recover` at rest (SPEC §13: p99 < 5 ms): one connection, one request every 5 ms,
+/// for the known address (throttled after its first message) and for unknown ones.
+async fn recover_at_rest(
+    plan: &Plan,
+    backend: Backend,
+    target: &Target,
+    user: &str,
+    prefix: &str,
+) -> Extra {
+    eprintln!("recover at rest: one request every 5 ms, known, then unknown addresses …");
+    let mut extra = Extra::default();
+    for address in ["known", "unknown"] {
+        let (t, u, p) = (target.clone(), user.to_owned(), prefix.to_owned());
+        let make: MakeRequest = Arc::new(move |_, seq| {
+            let email = match address {
+                "known" => format!("{u}@bench.example"),
+                _ => format!("rest_{p}_{seq}@bench.example"),
+            };
+            recover_request(&t, &email)
+        });
+        let window = Window::after(plan.warmup, plan.measure);
+        let pace = Some(Duration::from_millis(5));
+        let stats = run_paced(target, window, 1, StatusCode::ACCEPTED, pace, make).await;
+        emit(
+            backend,
+            Scenario::Recover,
+            &stats,
+            json!({"connections": 1, "interval_ms": 5, "address": address, "at_rest": true}),
+        );
+        extra.rows.push(crate::report::row(
+            &format!("recover at rest ({address})"),
+            "1 conn, one per 5 ms",
+            &format!("{} requests", stats.ok),
+            &stats,
+        ));
+        let p99 = stats.quantile_ms(0.99);
+        extra.target(
+            format!("recover ({address} address) p99 at rest < 5 ms"),
+            crate::report::ms(p99),
+            p99 < 5.0,
+        );
+        extra.failures += stats.errors;
+    }
+    extra
 }

@@ -11,7 +11,6 @@
 //! `--seed-users`.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,14 +162,8 @@ pub async fn prune_under_me(
         Duration::from_secs(13).min(plan.measure * 2),
     );
     let load = start_load(target, 8, window, StatusCode::OK, None, me);
-    let mut prune = Command::new(&plan.server);
-    prune
-        .args(["token", "prune", "--output", "json"])
-        .current_dir(work)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("SECRET_KEY", crate::BENCH_SECRET_KEY);
+    let mut prune = crate::server::cli(plan, database_url, work);
+    prune.args(["token", "prune", "--output", "json"]);
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || prune.output())
         .await

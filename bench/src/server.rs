@@ -131,6 +131,16 @@ impl Server {
         self.process.pid()
     }
 
+    /// This server as the load generator's target.
+    pub fn target(&self) -> Result<crate::client::Target, String> {
+        Ok(crate::client::Target {
+            addr: self.addr(),
+            host: hyper::header::HeaderValue::from_str(&self.addr().to_string())
+                .map_err(|e| e.to_string())?,
+            server_pid: self.pid(),
+        })
+    }
+
     /// Waits for `/health/startup`; returns the time since `since`. A failure carries
     /// the server log's last lines.
     pub fn wait_started(&mut self, since: Instant, patience: Duration) -> Result<Duration, String> {
@@ -190,4 +200,65 @@ pub async fn sample_peak_rss(pid: u32, mut stop: tokio::sync::oneshot::Receiver<
             () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
         }
     }
+}
+
+/// An `authctl` command (not `serve`) on the benchmark's database, as an operator runs it.
+pub fn cli(plan: &Plan, database_url: &str, work: &Path) -> Command {
+    let mut cmd = Command::new(&plan.server);
+    cmd.current_dir(work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("SECRET_KEY", crate::BENCH_SECRET_KEY)
+        .env("AUTHCTL_BCRYPT_COST", plan.cost.to_string())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// What a command run to its end took: its output, its wall time and its largest RSS.
+pub struct Measured {
+    pub output: std::process::Output,
+    pub took: Duration,
+    pub peak_rss_kib: u64,
+    /// The CPU share other processes took meanwhile, in % of the machine.
+    pub others_cpu_pct: f64,
+}
+
+/// Runs `cmd` (blocking: call it from `spawn_blocking`) and samples its high-water RSS
+/// (VmHWM) every 20 ms until it exits; the last sample is within 20 ms of its end.
+pub fn run_measured(mut cmd: Command) -> Result<Measured, String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run authctl: {e}"))?;
+    let pid = child.id();
+    let before = crate::stats::CpuSnap::take(pid);
+    // The command's own CPU ticks, last read while it ran (it is gone at the end).
+    let (done, peak, ticks) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    let output = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(memory_kib(pid).1, Ordering::Relaxed);
+                if let Some(t) = crate::stats::process_ticks(&pid.to_string()) {
+                    ticks.fetch_max(t, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let output = child.wait_with_output();
+        done.store(true, Ordering::Relaxed);
+        output
+    })
+    .map_err(|e| format!("authctl: {e}"))?;
+    let took = started.elapsed();
+    let mut after = crate::stats::CpuSnap::take(pid);
+    after.server = after.server.max(ticks.into_inner());
+    Ok(Measured {
+        output,
+        took,
+        peak_rss_kib: peak.into_inner(),
+        others_cpu_pct: before.others_pct_until(&after),
+    })
 }

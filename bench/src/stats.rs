@@ -1,6 +1,6 @@
 //! What the load measured: [`Stats`] per scenario (exact latencies, nearest-rank
 //! percentiles), the measuring [`Window`], CPU readings from /proc ([`CpuSnap`]) that
-//! tell a disturbed run, and the in-process bcrypt ceiling ([`BcryptLimit`]).
+//! tell a disturbed run, and the in-process hashing ceiling ([`HashLimit`]).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -223,9 +223,12 @@ pub fn process_ticks_if(pid: &str, comm: &str) -> Option<u64> {
     process_ticks(pid)
 }
 
-/// The in-process bcrypt ceiling: `cores` ÷ one verify's time at `cost`.
+/// An in-process hashing ceiling: `cores` ÷ one verify's time, for the algorithm the
+/// server is configured with, timed in the same run.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BcryptLimit {
+pub struct HashLimit {
+    /// `bcrypt` or `argon2id`.
+    pub algorithm: &'static str,
     /// One verify with the machine otherwise idle.
     pub single_ms: f64,
     /// One verify while every core verifies.
@@ -234,10 +237,42 @@ pub struct BcryptLimit {
     pub others_cpu_pct: f64,
 }
 
-impl BcryptLimit {
-    pub fn measure(cost: u32, cores: usize, rounds: usize) -> BcryptLimit {
+impl HashLimit {
+    pub fn bcrypt(cost: u32, cores: usize, rounds: usize) -> HashLimit {
         let hash = bcrypt::hash(PASSWORD, cost).expect("bcrypt hash");
-        let verify = || assert!(bcrypt::verify(PASSWORD, &hash).unwrap_or(false));
+        Self::measure("bcrypt", cores, rounds, &|| {
+            assert!(bcrypt::verify(PASSWORD, &hash).unwrap_or(false));
+        })
+    }
+
+    /// Argon2id with SPEC §16's default parameters, as the server uses them: a verify
+    /// is one hash of the password with the stored salt.
+    pub fn argon2id(params: Argon2Params, cores: usize, rounds: usize) -> HashLimit {
+        let argon2 = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(
+                params.memory_kib,
+                params.iterations,
+                params.parallelism,
+                None,
+            )
+            .expect("SPEC §16's Argon2 parameters are valid"),
+        );
+        Self::measure("argon2id", cores, rounds, &|| {
+            let mut out = [0u8; 32];
+            argon2
+                .hash_password_into(PASSWORD.as_bytes(), b"authctl-bench-salt", &mut out)
+                .expect("an Argon2 hash of a constant");
+        })
+    }
+
+    fn measure(
+        algorithm: &'static str,
+        cores: usize,
+        rounds: usize,
+        verify: &(dyn Fn() + Sync),
+    ) -> HashLimit {
         // The median of a few single verifies, so a hiccup on a shared machine does not
         // lower the bar.
         let mut singles: Vec<f64> = (0..rounds.max(1) * 2 - 1)
@@ -260,7 +295,8 @@ impl BcryptLimit {
             }
         });
         let parallel_ms = t.elapsed().as_secs_f64() * 1000.0 / rounds as f64;
-        BcryptLimit {
+        HashLimit {
+            algorithm,
             single_ms,
             parallel_ms,
             cores,
@@ -272,6 +308,24 @@ impl BcryptLimit {
     /// time, the stricter reading).
     pub fn per_second(&self) -> f64 {
         self.cores as f64 * 1000.0 / self.single_ms
+    }
+}
+
+/// The server's Argon2id parameters (SPEC §16 defaults: OWASP's minimum).
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Argon2Params {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
