@@ -1,8 +1,14 @@
 //! Password hashing off the async runtime: bcrypt or Argon2id (SPEC §16) runs on
-//! tokio's blocking pool, at most one job per CPU at a time, so a flood of logins
-//! queues here instead of starving the runtime's workers (and `/health/liveness`
-//! stays fast). With Argon2id, that bound is also the memory bound: at most
-//! `cores × auth.argon2_memory_kib` of hashing memory at any moment.
+//! threads of its own, one per CPU, at most one job each at a time, so a flood of
+//! logins queues here instead of starving the runtime's workers (and
+//! `/health/liveness` stays fast). With Argon2id, that bound is also the memory
+//! bound: at most `cores × auth.argon2_memory_kib` of hashing memory at any moment.
+//!
+//! Why not tokio's blocking pool: its jobs land on whichever of up to 512 threads is
+//! free, and glibc's allocator keeps a freed Argon2id block (19 MiB by default) in the
+//! arena of the thread that freed it. A 200-login flood spread over a dozen threads
+//! then held 480–560 MB resident; on a fixed set of `cores` threads the blocks are
+//! reused, and the flood stays within the bound.
 //!
 //! A slot is held by the blocking job itself, not by the request waiting for it: a
 //! client that disconnects mid-login drops its request, but the hash it started goes
@@ -27,10 +33,62 @@ use crate::domain::Password;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
+/// A job for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads: `n` threads taking jobs from one queue. They end when the
+/// last [`Hasher`] clone (the last sender) is dropped.
+struct Pool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn start(n: usize) -> Result<Pool> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n.max(1) {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("authctl-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let next = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match next {
+                            // A panicking job must not take its thread with it.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    Error::Internal(anyhow::Error::new(e).context("starting a hashing thread"))
+                })?;
+        }
+        Ok(Pool {
+            jobs: std::sync::Mutex::new(tx),
+        })
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the hashing threads are gone")))
+    }
+}
+
 #[derive(Clone)]
 pub struct Hasher {
     config: HashConfig,
     permits: Arc<Semaphore>,
+    pool: Arc<Pool>,
     queue_timeout: Duration,
     /// A hash of nothing at the configured algorithm and cost: what an unknown
     /// user's login is verified against, so it costs the same as a known user's.
@@ -50,11 +108,13 @@ impl Hasher {
     fn with_slots(config: HashConfig, queue_timeout: Duration, slots: usize) -> Result<Self> {
         config.validate().map_err(Error::Config)?;
         let permits = Arc::new(Semaphore::new(slots));
+        let pool = Arc::new(Pool::start(slots)?);
         let dummy_hash = format::dummy_hash(config)
             .map_err(|e| Error::Internal(anyhow::anyhow!("preparing the dummy hash: {e}")))?;
         Ok(Hasher {
             config,
             permits,
+            pool,
             queue_timeout,
             dummy_hash: Arc::new(dummy_hash),
             metrics: Metrics::new(),
@@ -124,8 +184,9 @@ impl Hasher {
 }
 
 impl Hasher {
-    /// Runs `job` on the blocking pool once a slot is free. The permit moves into the
-    /// job, so the slot stays taken until the job ends even if this future is dropped.
+    /// Runs `job` on a hashing thread once a slot is free (a slot is a thread: with
+    /// the permit, one is free or about to be). The permit moves into the job, so the
+    /// slot stays taken until the job ends even if this future is dropped.
     async fn run_blocking<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
@@ -152,16 +213,19 @@ impl Hasher {
             };
         drop(waiting);
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.pool.submit(Box::new(move || {
             let _permit = permit;
             // Timed inside the job: the bcrypt run itself, even for an abandoned request.
             let started = Instant::now();
             let result = job();
             metrics.observe_hash(started.elapsed());
-            result
-        })
-        .await
-        .map_err(|e| Error::Internal(anyhow::Error::new(e).context("hashing task failed")))?
+            // The request may have gone away; the hash was done all the same.
+            let _ = done.send(result);
+        }))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("hashing job failed (it panicked)")))?
     }
 }
 

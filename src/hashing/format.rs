@@ -3,8 +3,6 @@
 //! verifies whatever is configured; [`PasswordHash::needs_rehash`] says whether a
 //! hash differs from the configured algorithm or parameters.
 
-use argon2::password_hash::PasswordVerifier;
-
 /// What new hashes are made with (`auth.password_hash` and its parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashConfig {
@@ -87,12 +85,24 @@ impl HashConfig {
         match self {
             HashConfig::Bcrypt { cost } => bcrypt_hash(password, cost).map_err(|e| e.to_string()),
             HashConfig::Argon2id { .. } => {
-                use argon2::password_hash::PasswordHasher;
-                let hash = self
-                    .argon2()?
-                    .hash_password(password.as_bytes())
-                    .map_err(|e| e.to_string())?;
-                Ok(hash.to_string())
+                let argon2 = self.argon2()?;
+                let mut salt = [0u8; 16];
+                rand::fill(&mut salt);
+                let mut out = [0u8; 32];
+                argon2_into(&argon2, password.as_bytes(), &salt, &mut out)?;
+                let phc = argon2::PasswordHash {
+                    algorithm: argon2::ARGON2ID_IDENT,
+                    version: Some(argon2::Version::V0x13.into()),
+                    params: argon2::password_hash::phc::ParamsString::try_from(argon2.params())
+                        .map_err(|e| e.to_string())?,
+                    salt: Some(
+                        argon2::password_hash::phc::Salt::new(&salt).map_err(|e| e.to_string())?,
+                    ),
+                    hash: Some(
+                        argon2::password_hash::phc::Output::new(&out).map_err(|e| e.to_string())?,
+                    ),
+                };
+                Ok(phc.to_string())
             }
         }
     }
@@ -154,14 +164,7 @@ impl PasswordHash {
     pub fn verify(password: &str, hash: &str) -> bool {
         match Self::parse(hash) {
             Some(PasswordHash::Bcrypt { .. }) => bcrypt_verify(password, hash),
-            Some(PasswordHash::Argon2 { .. }) => {
-                let Ok(phc) = argon2::PasswordHash::new(hash) else {
-                    return false;
-                };
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &phc)
-                    .is_ok()
-            }
+            Some(PasswordHash::Argon2 { .. }) => argon2_verify(password, hash).unwrap_or(false),
             None => false,
         }
     }
@@ -280,4 +283,54 @@ fn bcrypt_verify(password: &str, hash: &str) -> bool {
         bcrypt::non_truncating_verify(password, hash)
     };
     result.unwrap_or(false)
+}
+
+thread_local! {
+    /// The Argon2 working memory of this (hashing) thread, kept between hashes: one
+    /// block of the largest size needed so far. Allocating 19 MiB per hash and freeing
+    /// it leaves the allocator's arenas fragmented; over a login flood they held
+    /// hundreds of MB. Reused, it is `threads × memory_kib`, the bound SPEC §16 sets.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 of `password` and `salt` into `out`, in this thread's reused memory.
+fn argon2_into(
+    argon2: &argon2::Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), String> {
+    let needed = argon2.params().block_count();
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        if blocks.len() < needed {
+            blocks.resize(needed, argon2::Block::default());
+        }
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..needed])
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Verifies a PHC Argon2 hash (`argon2id` or `argon2i`, any version and parameters
+/// the parser accepted), comparing in constant time.
+fn argon2_verify(password: &str, hash: &str) -> Result<bool, String> {
+    use subtle::ConstantTimeEq as _;
+    let phc = argon2::PasswordHash::new(hash).map_err(|e| e.to_string())?;
+    let algorithm =
+        argon2::Algorithm::try_from(phc.algorithm.as_str()).map_err(|e| e.to_string())?;
+    let version = phc
+        .version
+        .map(argon2::Version::try_from)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or(argon2::Version::V0x10);
+    let params = argon2::Params::try_from(&phc).map_err(|e| e.to_string())?;
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Ok(false);
+    };
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    let argon2 = argon2::Argon2::new(algorithm, version, params);
+    argon2_into(&argon2, password.as_bytes(), salt.as_ref(), &mut out)?;
+    Ok(bool::from(out.ct_eq(expected.as_bytes())))
 }
