@@ -114,6 +114,22 @@ fn post_as(
         .expect("a valid request")
 }
 
+/// A form POST, with `Authorization` (e.g. a client's Basic credentials) if given.
+pub fn post_form(
+    target: &Target,
+    path: &str,
+    body: String,
+    authorization: Option<&HeaderValue>,
+) -> Request<Full<Bytes>> {
+    post_as(
+        target,
+        path,
+        "application/x-www-form-urlencoded",
+        body,
+        authorization,
+    )
+}
+
 /// A JSON POST as a signed-in user (the MFA enrolment endpoints).
 pub fn post_json_as(
     target: &Target,

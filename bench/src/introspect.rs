@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::{Target, bearer, introspect_request, token_field};
 use crate::load::{MakeRequest, run_alternating, run_paced};
@@ -129,28 +129,14 @@ pub async fn introspect(
 
 /// `authctl apikey create --scope introspect`: the key, printed once.
 async fn create_key(plan: &Plan, database_url: &str, work: &Path) -> Result<String, String> {
-    let mut cmd = crate::server::cli(plan, database_url, work);
-    cmd.args([
+    let args = [
         "apikey",
         "create",
         "--name",
         "bench-introspect",
         "--scope",
         "introspect",
-        "--output",
-        "json",
-    ]);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("apikey create: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "apikey create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let created: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("apikey create: not JSON: {e}"))?;
+    ];
+    let created = crate::server::cli_json(plan, database_url, work, &args).await?;
     token_field(&created, "key")
 }

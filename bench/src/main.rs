@@ -41,6 +41,7 @@ mod client;
 mod introspect;
 mod load;
 mod mfa;
+mod oidc;
 mod plan;
 mod report;
 mod run;

@@ -40,8 +40,8 @@ pub struct Args {
     refresh: Option<String>,
     /// Run only these scenarios (comma-separated: liveness, me, me-metrics, login,
     /// login-argon2id, liveness-under-login, login-flood, login-flood-argon2id, login-mfa,
-    /// introspect, register, recover, refresh, login-limited, prune-under-me, copy,
-    /// import) [default: all]
+    /// introspect, oidc-code, register, recover, refresh, login-limited, prune-under-me,
+    /// copy, import) [default: all]
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     only: Vec<Scenario>,
     /// The server's ALGORITHM: HS256 signs with the fixed test key; EdDSA or ES256 with a
@@ -98,6 +98,9 @@ pub enum Scenario {
     /// RFC 7662 introspection of access tokens against `/me`, alternating; and
     /// unknown API keys at rest
     Introspect,
+    /// The OpenID Connect token endpoint exchanging authorization codes, against
+    /// `/refresh` rotations on the same server (SPEC §18: no password hash)
+    OidcCode,
     /// `/api/v1/auth/register`: a new user (one bcrypt hash) per request
     Register,
     /// `/api/v1/auth/recover` for a known and for unknown addresses (one insert, no
@@ -130,6 +133,7 @@ impl Scenario {
             Scenario::LoginFloodArgon2id => "login-flood-argon2id",
             Scenario::LoginMfa => "login-mfa",
             Scenario::Introspect => "introspect",
+            Scenario::OidcCode => "oidc-code",
             Scenario::Register => "register",
             Scenario::Recover => "recover",
             Scenario::Refresh => "refresh",

@@ -285,6 +285,12 @@ pub async fn run_backend(plan: &Plan, backend: Backend) -> Result<Report, String
         );
     }
 
+    if plan.runs(Scenario::OidcCode) {
+        more.absorb(
+            crate::oidc::oidc_code(plan, backend, &database_url, work.path(), &user).await?,
+        );
+    }
+
     // register: every request a new user (one bcrypt hash each).
     let mut register = Stats::default();
     if plan.runs(Scenario::Register) {

@@ -117,6 +117,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
+        if env.iter().any(|(k, _)| *k == "AUTHCTL_OIDC_ENABLED") {
+            // The provider's issuer is its public base URL: here, this address.
+            cmd.env("AUTHCTL_ISSUER", format!("http://{addr}"));
+        }
         Ok(Server {
             process: ServerProcess::spawn(cmd, addr)?,
             log,
@@ -213,6 +217,26 @@ pub fn cli(plan: &Plan, database_url: &str, work: &Path) -> Command {
         .env("AUTHCTL_BCRYPT_COST", plan.cost.to_string())
         .stdin(Stdio::null());
     cmd
+}
+
+/// `authctl ARGS… --output json` run to its end: its JSON, or its stderr as the error.
+pub async fn cli_json(
+    plan: &Plan,
+    database_url: &str,
+    work: &Path,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut cmd = cli(plan, database_url, work);
+    cmd.args(args).args(["--output", "json"]);
+    let what = args.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{what}: not JSON: {e}"))
 }
 
 /// What a command run to its end took: its output, its wall time and its largest RSS.

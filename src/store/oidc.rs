@@ -116,8 +116,12 @@ pub struct NewOidcFamily<'a> {
     pub scope: &'a str,
     pub auth_time: DateTime<Utc>,
     pub amr: &'a str,
-    /// The browser session the authorization came through (the ID token's `sid`).
+    /// The browser session the authorization came through (the ID token's `sid`):
+    /// the session is created only while it is alive.
     pub parent: FamilyId,
+    /// Who exchanged the code (the sessions list's `ip` and `user_agent`).
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
 }
 
 /// Storage of clients, codes and ID-token keys.
@@ -155,7 +159,8 @@ pub trait OidcStore: Send + Sync {
     ) -> Result<u64>;
     /// Marks a new session (created by `create_family`) as the login page's.
     async fn family_set_browser(&self, family: FamilyId) -> Result<()>;
-    /// Creates a client's session if the user is active; false otherwise.
+    /// Creates a client's session if the user is active and the browser session it
+    /// came through is alive; false otherwise.
     async fn create_oidc_family(&self, f: &NewOidcFamily<'_>) -> Result<bool>;
 
     /// The current ID-token keys and the previous ones still verifying at `now`.
@@ -410,9 +415,10 @@ macro_rules! oidc_store {
                 let mut tx = begin(&self.pool).await?;
                 let created = sqlx::query(
                     "INSERT INTO token_families (id, user_id, created_at, amr, kind, client_id, \
-                     scope, auth_time, parent) \
-                     SELECT $1, id, $3, $4, 'oidc', $5, $6, $7, $8 FROM users \
-                     WHERE id = $2 AND is_active",
+                     scope, auth_time, parent, ip, user_agent, last_used_at) \
+                     SELECT $1, u.id, $3, $4, 'oidc', $5, $6, $7, $8, $9, $10, $3 FROM users u \
+                     WHERE u.id = $2 AND u.is_active AND EXISTS (SELECT 1 FROM token_families p \
+                     WHERE p.id = $8 AND p.user_id = $2 AND p.revoked_at IS NULL)",
                 )
                 .bind(f.family)
                 .bind(f.user)
@@ -422,6 +428,8 @@ macro_rules! oidc_store {
                 .bind(f.scope)
                 .bind(f.auth_time)
                 .bind(f.parent)
+                .bind(f.ip)
+                .bind(f.user_agent)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -95,16 +95,8 @@ impl AuthService {
         if !pkce_shaped(verifier) || challenge != row.code_challenge {
             return Err(OAuthError::InvalidGrant("code_verifier does not match"));
         }
-        // The browser session the code came from must still be alive.
-        let parent_alive = self
-            .store
-            .find_family(row.browser_family)
-            .await?
-            .is_some_and(|f| f.revoked_at.is_none() && f.user_active);
-        if !parent_alive {
-            return Err(OAuthError::InvalidGrant("the login session has ended"));
-        }
         let refresh = RefreshToken::generate();
+        let ip = ctx.ip.map(|ip| ip.to_string());
         let created = self
             .store
             .create_oidc_family(&NewOidcFamily {
@@ -118,10 +110,14 @@ impl AuthService {
                 auth_time: row.auth_time,
                 amr: &row.amr,
                 parent: row.browser_family,
+                ip: ip.as_deref(),
+                user_agent: ctx.user_agent.as_deref(),
             })
             .await?;
         if !created {
-            return Err(OAuthError::InvalidGrant("the user is disabled or gone"));
+            return Err(OAuthError::InvalidGrant(
+                "the user is disabled or the login session has ended",
+            ));
         }
         if self.store.code_reused(&digest).await? {
             // Presented again while this exchange ran: what it issued ends now.
@@ -130,7 +126,6 @@ impl AuthService {
                 .await?;
             return Err(OAuthError::InvalidGrant("code already used"));
         }
-        self.touch_session(ctx, family, now).await;
         let user = self.find_user(&UserRef::Id(row.user_id)).await?;
         tracing::info!(user_id = user.id.0, client_id = %client.id, family_id = %family, "authorization code exchanged");
         let grant = Grant {
