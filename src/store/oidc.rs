@@ -3,11 +3,10 @@
 //! same SQL. The rules are in `service/oidc/`; what must hold under concurrency and
 //! across replicas is decided here, each by one conditional statement:
 //!
-//! - an authorization code is exchanged once ([`OidcStore::code_claim`]: the
-//!   `UPDATE … WHERE used_at IS NULL` that matches wins, with the id of the session it
-//!   is about to create); a later use marks it reused and learns that session, and the
-//!   winner looks for that mark after creating it ([`OidcStore::code_reused`]), so the
-//!   session is revoked whichever of the two gets there first;
+//! - an authorization code is exchanged once ([`OidcStore::code_exchange`]: the
+//!   `UPDATE … WHERE used_at IS NULL` that matches wins, and creates the session in
+//!   the same transaction, so a later use, which waits for that row, always finds the
+//!   session to revoke);
 //! - a client's sessions are revoked with its removal, in one transaction;
 //! - at most one ID-token key per algorithm is current (a unique index).
 
@@ -65,11 +64,17 @@ pub struct CodeRow {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The exchange's own checks of a code it spends: why it is refused, if it is.
+pub type CodeCheck<'a> = dyn for<'r> Fn(&'r CodeRow) -> Option<&'static str> + Send + Sync + 'a;
+
 /// What presenting a code found.
 #[derive(Debug, Clone)]
 pub enum CodeClaim {
-    /// The first use: the code is now spent, for the session `issued`.
+    /// The first use, and it checked out: the code is spent and the session created.
     First(CodeRow),
+    /// The first use, refused (by the caller's check, or the user or the browser
+    /// session is gone): the code is spent all the same.
+    Refused(&'static str),
     /// A code already spent: the session its first use created (if it got that far).
     Reused {
         issued: Option<FamilyId>,
@@ -103,22 +108,16 @@ impl std::fmt::Debug for IdKeyRow {
     }
 }
 
-/// A new session of the login page or of a client (SPEC §18), created only while the
-/// user exists and is active.
+/// A client's new session (SPEC §18), made from its code: the user, scope, first
+/// authentication, methods and browser session (`parent`, the ID token's `sid`) are
+/// the code's. Created only while the user is active and that browser session alive.
 #[derive(Debug, Clone)]
 pub struct NewOidcFamily<'a> {
-    pub user: UserId,
     pub family: FamilyId,
+    /// Its first refresh token.
     pub digest: &'a crate::tokens::refresh::TokenDigest,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-    pub client_id: &'a str,
-    pub scope: &'a str,
-    pub auth_time: DateTime<Utc>,
-    pub amr: &'a str,
-    /// The browser session the authorization came through (the ID token's `sid`):
-    /// the session is created only while it is alive.
-    pub parent: FamilyId,
     /// Who exchanged the code (the sessions list's `ip` and `user_agent`).
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
@@ -137,16 +136,15 @@ pub trait OidcStore: Send + Sync {
     async fn client_set_secret(&self, client_id: &str, digest: &Digest) -> Result<bool>;
 
     async fn code_insert(&self, code: &NewCode<'_>) -> Result<()>;
-    /// Spends a code for the session `issued` (see the module comment).
-    async fn code_claim(
+    /// Spends a code and, if `check` finds nothing wrong with it (`None`), creates
+    /// the session `family` for it in the same transaction (see the module comment).
+    /// A code already spent is marked reused, and answers the session it created.
+    async fn code_exchange(
         &self,
         digest: &Digest,
-        issued: FamilyId,
-        now: DateTime<Utc>,
+        family: &NewOidcFamily<'_>,
+        check: &CodeCheck<'_>,
     ) -> Result<CodeClaim>;
-    /// Whether a spent code was presented again (read by its first exchange once its
-    /// session exists).
-    async fn code_reused(&self, digest: &Digest) -> Result<bool>;
     /// Deletes codes that expired more than a day ago; returns how many.
     async fn codes_prune(&self, before: DateTime<Utc>) -> Result<u64>;
 
@@ -159,9 +157,6 @@ pub trait OidcStore: Send + Sync {
     ) -> Result<u64>;
     /// Marks a new session (created by `create_family`) as the login page's.
     async fn family_set_browser(&self, family: FamilyId) -> Result<()>;
-    /// Creates a client's session if the user is active and the browser session it
-    /// came through is alive; false otherwise.
-    async fn create_oidc_family(&self, f: &NewOidcFamily<'_>) -> Result<bool>;
 
     /// The current ID-token keys and the previous ones still verifying at `now`.
     async fn id_keys_live(&self, now: DateTime<Utc>) -> Result<Vec<IdKeyRow>>;
@@ -312,59 +307,92 @@ macro_rules! oidc_store {
                 Ok(())
             }
 
-            async fn code_claim(
+            async fn code_exchange(
                 &self,
                 digest: &$crate::store::oidc::Digest,
-                issued: $crate::domain::FamilyId,
-                now: chrono::DateTime<chrono::Utc>,
+                f: &$crate::store::oidc::NewOidcFamily<'_>,
+                check: &$crate::store::oidc::CodeCheck<'_>,
             ) -> $crate::error::Result<$crate::store::oidc::CodeClaim> {
                 use $crate::store::oidc::CodeClaim;
+                let begin = $begin;
+                let mut tx = begin(&self.pool).await?;
                 let first: Option<$crate::store::oidc::CodeRow> = sqlx::query_as(
                     "UPDATE oauth_codes SET used_at = $1, issued_family = $2 \
                      WHERE digest = $3 AND used_at IS NULL \
                      RETURNING client_id, user_id, browser_family, redirect_uri, scope, nonce, \
                      code_challenge, auth_time, amr, expires_at",
                 )
-                .bind(now)
-                .bind(issued)
+                .bind(f.now)
+                .bind(f.family)
                 .bind(&digest[..])
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if let Some(row) = first {
-                    return Ok(CodeClaim::First(row));
+                let Some(row) = first else {
+                    let again: Option<(
+                        Option<$crate::domain::FamilyId>,
+                        $crate::domain::UserId,
+                        String,
+                    )> = sqlx::query_as(
+                        "UPDATE oauth_codes SET reused_at = COALESCE(reused_at, $1) \
+                         WHERE digest = $2 RETURNING issued_family, user_id, client_id",
+                    )
+                    .bind(f.now)
+                    .bind(&digest[..])
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(match again {
+                        Some((issued, user, client_id)) => CodeClaim::Reused {
+                            issued,
+                            user,
+                            client_id,
+                        },
+                        None => CodeClaim::Unknown,
+                    });
+                };
+                if let Some(reason) = check(&row) {
+                    // Spent all the same: a code is tried once.
+                    tx.commit().await?;
+                    return Ok(CodeClaim::Refused(reason));
                 }
-                let again: Option<(
-                    Option<$crate::domain::FamilyId>,
-                    $crate::domain::UserId,
-                    String,
-                )> = sqlx::query_as(
-                    "UPDATE oauth_codes SET reused_at = COALESCE(reused_at, $1) \
-                     WHERE digest = $2 RETURNING issued_family, user_id, client_id",
+                let created = sqlx::query(
+                    "INSERT INTO token_families (id, user_id, created_at, amr, kind, client_id, \
+                     scope, auth_time, parent, ip, user_agent, last_used_at) \
+                     SELECT $1, u.id, $3, $4, 'oidc', $5, $6, $7, $8, $9, $10, $3 FROM users u \
+                     WHERE u.id = $2 AND u.is_active AND EXISTS (SELECT 1 FROM token_families p \
+                     WHERE p.id = $8 AND p.user_id = $2 AND p.revoked_at IS NULL)",
                 )
-                .bind(now)
-                .bind(&digest[..])
-                .fetch_optional(&self.pool)
+                .bind(f.family)
+                .bind(row.user_id)
+                .bind(f.now)
+                .bind(&row.amr)
+                .bind(&row.client_id)
+                .bind(&row.scope)
+                .bind(row.auth_time)
+                .bind(row.browser_family)
+                .bind(f.ip)
+                .bind(f.user_agent)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if created == 0 {
+                    tx.commit().await?;
+                    return Ok(CodeClaim::Refused(
+                        "the user is disabled or the login session has ended",
+                    ));
+                }
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&f.digest[..])
+                .bind(f.family)
+                .bind(f.now)
+                .bind(f.expires_at)
+                .execute(&mut *tx)
                 .await?;
-                Ok(match again {
-                    Some((issued, user, client_id)) => CodeClaim::Reused {
-                        issued,
-                        user,
-                        client_id,
-                    },
-                    None => CodeClaim::Unknown,
-                })
-            }
-
-            async fn code_reused(
-                &self,
-                digest: &$crate::store::oidc::Digest,
-            ) -> $crate::error::Result<bool> {
-                let row: Option<(Option<chrono::DateTime<chrono::Utc>>,)> =
-                    sqlx::query_as("SELECT reused_at FROM oauth_codes WHERE digest = $1")
-                        .bind(&digest[..])
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.is_some_and(|(reused,)| reused.is_some()))
+                tx.commit().await?;
+                Ok(CodeClaim::First(row))
             }
 
             async fn codes_prune(
@@ -405,49 +433,6 @@ macro_rules! oidc_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
-            }
-
-            async fn create_oidc_family(
-                &self,
-                f: &$crate::store::oidc::NewOidcFamily<'_>,
-            ) -> $crate::error::Result<bool> {
-                let begin = $begin;
-                let mut tx = begin(&self.pool).await?;
-                let created = sqlx::query(
-                    "INSERT INTO token_families (id, user_id, created_at, amr, kind, client_id, \
-                     scope, auth_time, parent, ip, user_agent, last_used_at) \
-                     SELECT $1, u.id, $3, $4, 'oidc', $5, $6, $7, $8, $9, $10, $3 FROM users u \
-                     WHERE u.id = $2 AND u.is_active AND EXISTS (SELECT 1 FROM token_families p \
-                     WHERE p.id = $8 AND p.user_id = $2 AND p.revoked_at IS NULL)",
-                )
-                .bind(f.family)
-                .bind(f.user)
-                .bind(f.now)
-                .bind(f.amr)
-                .bind(f.client_id)
-                .bind(f.scope)
-                .bind(f.auth_time)
-                .bind(f.parent)
-                .bind(f.ip)
-                .bind(f.user_agent)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if created == 0 {
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (digest, family_id, issued_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&f.digest[..])
-                .bind(f.family)
-                .bind(f.now)
-                .bind(f.expires_at)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
             }
 
             async fn id_keys_live(

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::service::oidc::Client;
 use crate::service::{Audit, AuditKind, AuthService, RequestContext};
 use crate::store::RefreshRecord;
-use crate::store::oidc::{CodeClaim, NewOidcFamily};
+use crate::store::oidc::{CodeClaim, CodeRow, NewOidcFamily};
 use crate::tokens::RefreshToken;
 
 impl AuthService {
@@ -56,8 +56,34 @@ impl AuthService {
         let digest = sha256(code.as_bytes());
         let family = FamilyId::new();
         let now = Utc::now();
-        let row = match self.store.code_claim(&digest, family, now).await? {
+        let challenge = URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()));
+        // Checked inside the exchange's transaction: a code that fails is spent too.
+        let check = |row: &CodeRow| -> Option<&'static str> {
+            if row.client_id != client.id {
+                Some("code issued to another client")
+            } else if row.expires_at <= now {
+                Some("code expired")
+            } else if row.redirect_uri != redirect_uri {
+                Some("redirect_uri differs from the authorization request's")
+            } else if !pkce_shaped(verifier) || challenge != row.code_challenge {
+                Some("code_verifier does not match")
+            } else {
+                None
+            }
+        };
+        let refresh = RefreshToken::generate();
+        let ip = ctx.ip.map(|ip| ip.to_string());
+        let new = NewOidcFamily {
+            family,
+            digest: &refresh.digest(),
+            now,
+            expires_at: self.refresh_expiry(now, now),
+            ip: ip.as_deref(),
+            user_agent: ctx.user_agent.as_deref(),
+        };
+        let row = match self.store.code_exchange(&digest, &new, &check).await? {
             CodeClaim::Unknown => return Err(OAuthError::InvalidGrant("unknown code")),
+            CodeClaim::Refused(reason) => return Err(OAuthError::InvalidGrant(reason)),
             CodeClaim::Reused {
                 issued,
                 user,
@@ -80,52 +106,6 @@ impl AuthService {
             }
             CodeClaim::First(row) => row,
         };
-        if row.client_id != client.id {
-            return Err(OAuthError::InvalidGrant("code issued to another client"));
-        }
-        if row.expires_at <= now {
-            return Err(OAuthError::InvalidGrant("code expired"));
-        }
-        if row.redirect_uri != redirect_uri {
-            return Err(OAuthError::InvalidGrant(
-                "redirect_uri differs from the authorization request's",
-            ));
-        }
-        let challenge = URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()));
-        if !pkce_shaped(verifier) || challenge != row.code_challenge {
-            return Err(OAuthError::InvalidGrant("code_verifier does not match"));
-        }
-        let refresh = RefreshToken::generate();
-        let ip = ctx.ip.map(|ip| ip.to_string());
-        let created = self
-            .store
-            .create_oidc_family(&NewOidcFamily {
-                user: row.user_id,
-                family,
-                digest: &refresh.digest(),
-                now,
-                expires_at: self.refresh_expiry(now, now),
-                client_id: &client.id,
-                scope: &row.scope,
-                auth_time: row.auth_time,
-                amr: &row.amr,
-                parent: row.browser_family,
-                ip: ip.as_deref(),
-                user_agent: ctx.user_agent.as_deref(),
-            })
-            .await?;
-        if !created {
-            return Err(OAuthError::InvalidGrant(
-                "the user is disabled or the login session has ended",
-            ));
-        }
-        if self.store.code_reused(&digest).await? {
-            // Presented again while this exchange ran: what it issued ends now.
-            self.store
-                .revoke_family(family, "authorization code reuse", now)
-                .await?;
-            return Err(OAuthError::InvalidGrant("code already used"));
-        }
         let user = self.find_user(&UserRef::Id(row.user_id)).await?;
         tracing::info!(user_id = user.id.0, client_id = %client.id, family_id = %family, "authorization code exchanged");
         let grant = Grant {
