@@ -20,6 +20,7 @@ crate::on_both_backends!(
     refresh_after_user_disable_is_invalid_grant,
     refresh_and_exchange_after_client_remove_are_refused,
     userinfo_answers_the_granted_claims_and_refuses_a_missing_or_bad_token,
+    a_code_lives_60_seconds,
 );
 
 /// Signs in and returns the code with the request it answers.
@@ -410,5 +411,65 @@ async fn userinfo_answers_the_granted_claims_and_refuses_a_missing_or_bad_token(
             );
         }
     }
+    idp.shutdown().await;
+}
+
+/// Runs `sql` on the test database (SQLite or PostgreSQL).
+async fn exec(url: &str, sql: &str) -> Vec<f64> {
+    use sqlx::{Connection, Row};
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        rows.iter()
+            .filter_map(|r| r.try_get::<f64, _>(0).ok())
+            .collect()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        rows.iter()
+            .filter_map(|r| r.try_get::<f64, _>(0).ok())
+            .collect()
+    }
+}
+
+async fn a_code_lives_60_seconds(backend: Backend) {
+    let idp = Idp::start(&backend).await;
+    idp.user("ced").await;
+    let client = idp.confidential("https://app.example/cb").await;
+    let (authz, code) = code_for(&idp, &client, "ced").await;
+    // Issued for 60 s (read from the row, as the server wrote it).
+    let url = idp.app.db.url.clone();
+    let ttl = if url.starts_with("sqlite:") {
+        exec(
+            &url,
+            "SELECT (julianday(expires_at) - julianday('now')) * 86400.0 FROM oauth_codes",
+        )
+        .await
+    } else {
+        exec(
+            &url,
+            "SELECT EXTRACT(EPOCH FROM expires_at - now())::float8 FROM oauth_codes",
+        )
+        .await
+    };
+    assert_eq!(ttl.len(), 1, "{ttl:?}");
+    assert!((50.0..=60.5).contains(&ttl[0]), "code lifetime {ttl:?}");
+    // Aged past its minute (no sleeping): refused, and the next try too.
+    let aged = if url.starts_with("sqlite:") {
+        "UPDATE oauth_codes SET expires_at = '2000-01-01T00:00:00+00:00' RETURNING 0.0"
+    } else {
+        "UPDATE oauth_codes SET expires_at = now() - interval '1 second' RETURNING 0.0::float8"
+    };
+    exec(&url, aged).await;
+    let r = exchange(&idp, &client, &authz, &code).await;
+    assert_eq!(token_error(r, 400).await, "invalid_grant");
+    let r = exchange(&idp, &client, &authz, &code).await;
+    assert_eq!(token_error(r, 400).await, "invalid_grant");
     idp.shutdown().await;
 }
