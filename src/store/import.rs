@@ -305,27 +305,30 @@ macro_rules! import_store {
                         .bind(hash)
                         .execute(&mut **tx)
                         .await?;
-                        sqlx::query(
-                            "UPDATE token_families SET revoked_at = $2, \
-                             revoked_reason = 'password imported' \
-                             WHERE user_id = $1 AND revoked_at IS NULL",
-                        )
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
+                        revoke_sessions(tx, id, "password imported", now).await?;
                     }
                     if !row.is_active {
-                        sqlx::query(
-                            "UPDATE token_families SET revoked_at = $2, \
-                             revoked_reason = 'user disabled' \
-                             WHERE user_id = $1 AND revoked_at IS NULL",
-                        )
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
+                        revoke_sessions(tx, id, "user disabled", now).await?;
                     }
+                    Ok(())
+                }
+
+                /// Ends the account's live sessions, giving `reason`.
+                async fn revoke_sessions(
+                    tx: &mut Tx,
+                    id: i64,
+                    reason: &str,
+                    now: chrono::DateTime<chrono::Utc>,
+                ) -> $crate::error::Result<()> {
+                    sqlx::query(
+                        "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+                         WHERE user_id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .bind(reason)
+                    .execute(&mut **tx)
+                    .await?;
                     Ok(())
                 }
 
