@@ -372,10 +372,145 @@ async fn export_then_import_reproduces_every_account(backend: Backend) {
     app.shutdown().await;
 }
 
+/// One batch is read as the lines it holds, in order: a line sees what the lines
+/// before it in the same batch created or changed (a duplicate, a rename that frees a
+/// name, an update of an account created a few lines above), exactly as it sees what
+/// earlier batches stored.
+async fn import_lines_see_the_lines_before_them(backend: Backend) {
+    let db = migrated_db(&backend).await;
+    let url = db.url.clone();
+    let setup = [
+        line("olduser", PYCA_BCRYPT.1),
+        line("keeper", PYCA_BCRYPT.1),
+    ]
+    .join("\n");
+    assert_eq!(stdout_json(&import(&url, &setup, &[]))["created"], 2);
+    let raw = |email: &str, username: &str, extra: serde_json::Value| {
+        let mut v = serde_json::json!({"email": email, "username": username});
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v.to_string()
+    };
+    let input = [
+        raw(
+            "dup@example.com",
+            "dup",
+            serde_json::json!({"password_hash": PYCA_BCRYPT.1}),
+        ),
+        raw(
+            "DUP@example.com",
+            "dup",
+            serde_json::json!({"password_hash": PYCA_BCRYPT_2.1, "roles": ["r1"]}),
+        ),
+        raw("olduser@example.com", "renamed", serde_json::json!({})),
+        raw(
+            "new@example.com",
+            "olduser",
+            serde_json::json!({"roles": ["r2", "r3"]}),
+        ),
+        raw("keeper@example.com", "dup", serde_json::json!({})),
+        raw(
+            "moved@example.com",
+            "Renamed",
+            serde_json::json!({"is_active": false}),
+        ),
+    ]
+    .join("\n");
+    let out = import(&url, &input, &["--on-conflict", "update"]);
+    let summary = stdout_json(&out);
+    assert_eq!(summary["created"], 2, "{summary}");
+    assert_eq!(summary["updated"], 3, "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 5: ") && stderr.contains("two different accounts"),
+        "{stderr}"
+    );
+    let users = export(&url);
+    let by_name = |name: &str| {
+        users
+            .iter()
+            .find(|u| u["username"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {users:?}"))
+    };
+    assert_eq!(users.len(), 4, "{users:?}");
+    let dup = by_name("dup");
+    assert_eq!(dup["email"], "DUP@example.com");
+    assert_eq!(dup["password_hash"], PYCA_BCRYPT_2.1);
+    assert_eq!(dup["roles"], serde_json::json!(["r1"]));
+    let moved = by_name("Renamed");
+    assert_eq!(moved["email"], "moved@example.com");
+    assert_eq!(moved["is_active"], false);
+    assert_eq!(
+        moved["password_hash"], PYCA_BCRYPT.1,
+        "no hash: the stored one stays"
+    );
+    let new = by_name("olduser");
+    assert_eq!(new["email"], "new@example.com");
+    assert_eq!(new["roles"], serde_json::json!(["r2", "r3"]));
+    assert_eq!(by_name("keeper")["email"], "keeper@example.com");
+    // Skip and error within one batch, too.
+    let twice = [line("skip1", PYCA_BCRYPT.1), line("SKIP1", PYCA_BCRYPT_2.1)].join("\n");
+    let skip = stdout_json(&import(&url, &twice, &[]));
+    assert_eq!(
+        (skip["created"].clone(), skip["skipped"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(
+        stored_hash(&url, "skip1"),
+        PYCA_BCRYPT.1,
+        "the first line wins"
+    );
+    let twice = [line("err1", PYCA_BCRYPT.1), line("ERR1", PYCA_BCRYPT.1)].join("\n");
+    let error = import(&url, &twice, &["--on-conflict", "error"]);
+    assert_eq!(stdout_json(&error)["created"], 1);
+    assert_eq!(stdout_json(&error)["failed"], 1);
+    assert!(String::from_utf8_lossy(&error.stderr).contains("line 2: "));
+}
+
+/// More lines than one batch holds, each with roles: every account and every role
+/// arrives, and a dry run of the same file counts the same and writes nothing.
+async fn import_spans_batches_with_roles(backend: Backend) {
+    let db = migrated_db(&backend).await;
+    let url = db.url.clone();
+    let input: Vec<String> = (0..2_500)
+        .map(|i| {
+            serde_json::json!({
+                "email": format!("bulk{i}@example.com"),
+                "username": format!("bulk{i}"),
+                "roles": ["member", format!("team{}", i % 7)],
+            })
+            .to_string()
+        })
+        .collect();
+    let input = input.join("\n");
+    let dry = stdout_json(&import(&url, &input, &["--dry-run"]));
+    assert_eq!(dry["created"], 2_500, "{dry}");
+    assert_eq!(export(&url).len(), 0, "a dry run writes nothing");
+    let out = stdout_json(&import(&url, &input, &[]));
+    assert_eq!(out["created"], 2_500, "{out}");
+    let users = export(&url);
+    assert_eq!(users.len(), 2_500);
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(u["username"], format!("bulk{i}"), "in line order");
+        assert_eq!(
+            u["roles"],
+            serde_json::json!(["member", format!("team{}", i % 7)]),
+            "{u}"
+        );
+    }
+    let again = stdout_json(&import(&url, &input, &[]));
+    assert_eq!(again["skipped"], 2_500, "{again}");
+}
+
 on_both_backends!(
     foreign_hashes_log_in_unchanged_and_are_upgraded,
     a_rehash_never_undoes_a_password_change,
     the_policy_refuses_with_its_reason_everywhere,
     import_reports_bad_lines_conflicts_and_dry_runs,
     export_then_import_reproduces_every_account,
+    import_lines_see_the_lines_before_them,
+    import_spans_batches_with_roles,
 );

@@ -317,9 +317,9 @@ pub const SKIPPED: &[(&str, &str)] = &[
 ];
 
 /// At most this many rows per INSERT ...
-const BATCH_ROWS: usize = 1000;
+pub(crate) const BATCH_ROWS: usize = 1000;
 /// ... and at most this many bound values (SQLite allows 32766, PostgreSQL 65535).
-const MAX_BINDS: usize = 30_000;
+pub(crate) const MAX_BINDS: usize = 30_000;
 
 /// The rows one table contributed to a copy.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
