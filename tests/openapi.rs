@@ -1,6 +1,7 @@
 //! The API's documentation: `/openapi.json` describes every route the server answers
-//! (and only those), `/docs` and `/redoc` load nothing from another host, and
-//! `authctl openapi` prints the very document the server serves.
+//! (and only those), `/docs` and `/redoc` load nothing from another host, Swagger UI
+//! calls the API with a password login or a pasted API key, and `authctl openapi`
+//! prints the very document the server serves.
 
 mod support;
 
@@ -783,6 +784,143 @@ async fn swagger_ui_authorize_logs_in_with_a_password_and_try_it_out_on_me_works
             .unwrap()
             .contains("Authorization: Bearer ey"),
         "Swagger UI sent the access token it got: {outcome}"
+    );
+    app.shutdown().await;
+}
+
+/// What a service's operator does in Swagger UI, as a script run in the page: Authorize
+/// by pasting an API key into the field of the scheme `__SCHEME__` (leaving the other
+/// schemes alone), close the dialog, then "Try it out" → "Execute" on the admin API's
+/// user list. Resolves to the status Swagger UI shows, the request it sent (its curl
+/// line) and the response body it shows.
+const PASTE_KEY_THEN_LIST_USERS: &str = r##"
+(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const find = async (what, pick) => {
+    for (let i = 0; i < 300; i++) {
+      const found = pick();
+      if (found) return found;
+      await sleep(50);
+    }
+    throw new Error("not found: " + what);
+  };
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  // React inputs: set the value through the native setter, then say so.
+  const type = (input, value) => {
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set.call(input, value);
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  const button = (root, text) => [...root.querySelectorAll("button")]
+    .find(b => b.textContent.trim() === text);
+
+  (await find("Authorize", () => $("button.btn.authorize"))).click();
+  // Each scheme has its own form, headed by the scheme's name.
+  const scheme = await find("the __SCHEME__ scheme", () =>
+    [...document.querySelectorAll(".auth-container")].find(c =>
+      [...c.querySelectorAll("h4 code")].some(h => h.textContent.trim() === "__SCHEME__")));
+  type(await find("the key's field", () => $("input", scheme)), "__KEY__");
+  (await find("the scheme's Authorize", () => button(scheme, "Authorize"))).click();
+  await find("Logout (authorized)", () => button(scheme, "Logout"));
+  (await find("Close", () => button(document, "Close"))).click();
+
+  const op = await find("admin_list_users", () => $("#operations-admin-admin_list_users"));
+  ($(".opblock-summary-control", op) || $(".opblock-summary", op)).click();
+  (await find("Try it out", () => $(".try-out__btn", op))).click();
+  (await find("Execute", () => $(".execute", op))).click();
+  const status = await find("a response", () => {
+    // The live response's row (the table's header row says "Code").
+    const cells = [...op.querySelectorAll(".live-responses-table .response-col_status")];
+    const code = cells.map(c => c.textContent.trim()).find(t => /^[0-9]{3}/.test(t));
+    return code && code.slice(0, 3);
+  });
+  const curl = ($(".curl", op) || {}).textContent || "";
+  // The response body as shown: the live response's block that is JSON.
+  const body = [...op.querySelectorAll(".live-responses-table .response-col_description pre")]
+    .map(p => { try { return JSON.parse(p.textContent); } catch (e) { return null; } })
+    .find(v => v && typeof v === "object") || null;
+  return JSON.stringify({ status, curl, body });
+})()
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_calls_the_admin_api_with_a_pasted_api_key() {
+    let Some(browser) = find_browser() else {
+        support::skip_or_fail(
+            "no chromium on PATH (Debian: apt-get install chromium-headless-shell); \
+             the document's api_key scheme is still checked by \
+             the_document_describes_every_route_the_server_answers",
+        );
+        return;
+    };
+    let app = spawn_app(&Backend::Sqlite, |_| {}).await;
+    assert_eq!(
+        app.register("vera@example.com", "vera", support::PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    // The scheme Swagger UI offers for the admin API: the one its operation requires,
+    // as the served document names it.
+    let doc = document(&app).await;
+    let security = doc["paths"]["/api/v1/admin/users"]["get"]["security"]
+        .as_array()
+        .expect("the admin user list names its security");
+    assert_eq!(security.len(), 1, "one scheme, the API key's: {security:?}");
+    let scheme = security[0]
+        .as_object()
+        .and_then(|s| s.keys().next())
+        .expect("a scheme name")
+        .clone();
+    let defined = &doc["components"]["securitySchemes"][&scheme];
+    assert_eq!(defined["type"], "http", "{scheme}: {defined}");
+    assert_eq!(defined["scheme"], "bearer", "{scheme}: {defined}");
+
+    let out = support::cli::authctl(&app.db.url)
+        .args([
+            "apikey",
+            "create",
+            "--name",
+            "swagger",
+            "--scope",
+            "users:read",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("apikey create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = support::cli::stdout_json(&out)["key"]
+        .as_str()
+        .expect("the key")
+        .to_owned();
+    assert!(key.starts_with("ak_"), "{key}");
+
+    let script = PASTE_KEY_THEN_LIST_USERS
+        .replace("__SCHEME__", &scheme)
+        .replace("__KEY__", &key);
+    let outcome = run_in_page(&browser, &app.url("/docs/"), &script).await;
+    let outcome: Value = serde_json::from_str(&outcome).unwrap();
+    assert_eq!(outcome["status"], "200", "{outcome}");
+    assert!(
+        outcome["curl"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Authorization: Bearer {key}")),
+        "Swagger UI sent the pasted key: {outcome}"
+    );
+    let users = outcome["body"]["users"]
+        .as_array()
+        .unwrap_or_else(|| panic!("Swagger UI showed a page of users: {outcome}"));
+    assert!(
+        users
+            .iter()
+            .any(|u| u["username"] == "vera" && u["email"] == "vera@example.com"),
+        "the registered user is listed: {outcome}"
     );
     app.shutdown().await;
 }
