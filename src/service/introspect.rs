@@ -84,7 +84,7 @@ impl AuthService {
 
     async fn introspect_access(&self, token: &str) -> Result<Introspection> {
         let (user, claims) = self.authenticate_claims(token).await?;
-        let roles = self.store().roles_of(user.id).await?;
+        let roles = user.roles;
         Ok(Introspection::Access {
             active: true,
             token_type: "access_token",

@@ -496,11 +496,10 @@ impl AuthService {
     }
 
     /// The user behind an access token, if its session is alive and the user active.
-    /// With the user's current roles (a change shows at once, SPEC §15).
+    /// With the user's current roles (a change shows at once, SPEC §15), read by the
+    /// session lookup itself.
     pub async fn authenticate(&self, access_token: &str) -> Result<User> {
-        let mut user = self.authenticate_session(access_token).await?.0;
-        user.roles = self.store.roles_of(user.id).await?;
-        Ok(user)
+        Ok(self.authenticate_session(access_token).await?.0)
     }
 
     /// Rotates a refresh token: the presented token is retired and its successor issued

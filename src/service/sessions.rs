@@ -89,7 +89,15 @@ impl AuthService {
         if !session.user.is_active {
             return Err(Error::InvalidToken("user disabled"));
         }
-        Ok((session.user, claims))
+        let mut user = session.user;
+        user.roles = session
+            .roles
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Ok((user, claims))
     }
 
     /// Records who used a session and when (login, refresh). A failure is logged,

@@ -131,7 +131,9 @@ fn build(n: usize) -> String {
          u.created_at, u.email_verified, EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id \
          AND m.confirmed_at IS NOT NULL) AS mfa_enabled, f.revoked_at AS family_revoked_at, \
          EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = req.kid \
-         AND k.state = 'retired') AS key_retired \
+         AND k.state = 'retired') AS key_retired, \
+         (SELECT string_agg(r.role, ' ' ORDER BY r.role) FROM user_roles r \
+         WHERE r.user_id = u.id) AS roles \
          FROM req JOIN token_families f ON f.id = req.fid \
          JOIN users u ON u.id = f.user_id AND u.id = req.uid",
         rows.join(", ")
@@ -196,6 +198,7 @@ mod tests {
                 },
                 family_revoked_at: None,
                 key_retired: false,
+                roles: None,
             },
         }];
         Lookups::answer_all(batch, rows);

@@ -157,6 +157,9 @@ pub struct SessionUser {
     /// Whether the token's signing key was retired (checked in the same query, so a
     /// `keys retire` on another process refuses its tokens at once).
     pub key_retired: bool,
+    /// The user's roles now, sorted, space-separated (`None`: none), read in the same
+    /// statement: a role change shows at once (SPEC §15) without a query of its own.
+    pub roles: Option<String>,
 }
 
 /// What [`Store::migrate`] did.

@@ -516,7 +516,9 @@ macro_rules! sql_store {
                      AND m.confirmed_at IS NOT NULL) AS mfa_enabled, \
                      f.revoked_at AS family_revoked_at, \
                      EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = $3 \
-                     AND k.state = 'retired') AS key_retired FROM token_families f \
+                     AND k.state = 'retired') AS key_retired, \
+                     (SELECT string_agg(r.role, ' ' ORDER BY r.role) FROM user_roles r \
+                     WHERE r.user_id = u.id) AS roles FROM token_families f \
                      JOIN users u ON u.id = f.user_id WHERE f.id = $1 AND u.id = $2",
                 )
                 .bind(key.family)

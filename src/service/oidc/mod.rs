@@ -579,14 +579,13 @@ impl AuthService {
     /// `GET|POST /oauth/userinfo`: `sub` and the claims of the token's scopes. Only a
     /// token issued to a client with `openid` (SPEC §18) is accepted.
     pub async fn userinfo(&self, access_token: &str) -> Result<Value> {
-        let (mut user, claims) = self.authenticate_claims(access_token).await?;
+        let (user, claims) = self.authenticate_claims(access_token).await?;
         let scope = claims
             .scope
             .filter(|s| s.split(' ').any(|x| x == "openid"))
             .ok_or(Error::InvalidToken(
                 "not a token of the OpenID Connect provider",
             ))?;
-        user.roles = self.store.roles_of(user.id).await?;
         let mut out = serde_json::Map::new();
         out.insert("sub".into(), user.id.0.to_string().into());
         out.extend(token::scope_claims(&user, &user.roles, &scope));
