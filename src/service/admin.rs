@@ -314,8 +314,8 @@ impl AuthService {
             return Err(Error::InvalidToken("not an API key"));
         }
         let row = self
-            .store()
-            .apikey_find(&digest_of(raw))
+            .key_lookups
+            .find(self.store().as_ref(), digest_of(raw))
             .await?
             .ok_or(Error::InvalidToken("unknown API key"))?;
         let now = Utc::now();
@@ -541,5 +541,102 @@ mod tests {
         assert!(key_shape(&key));
         assert!(!key_shape(&key[3..]));
         assert!(!key_shape("ak_short"));
+    }
+}
+
+/// Lookups of API keys by digest, coalesced: a service presents the same key on every
+/// request, and one indexed read per request (a hop to the database and back) cost
+/// introspection as much as the rest of it. At most [`KEY_LANES`] reads run at once;
+/// a lookup that finds a read of its digest still *queued* (not yet sent) joins it,
+/// so every lookup is answered by a read that began after it arrived: a revocation
+/// committed before the request still counts (SPEC §15). A lone lookup waits for
+/// nothing. A read that fails sends its lookups back to read alone.
+#[derive(Default)]
+pub struct KeyLookups {
+    queued: std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<KeyAnswer>>>,
+    lanes: KeyLanes,
+}
+
+type KeyAnswer = tokio::sync::oneshot::Sender<Option<Option<ApiKeyRow>>>;
+
+/// Reads of keys in flight at once.
+pub const KEY_LANES: usize = 2;
+
+struct KeyLanes(tokio::sync::Semaphore);
+
+impl Default for KeyLanes {
+    fn default() -> Self {
+        KeyLanes(tokio::sync::Semaphore::new(KEY_LANES))
+    }
+}
+
+/// Sends the queued lookups of `digest` back to read alone, unless forgotten.
+struct QueueGuard<'a> {
+    lookups: &'a KeyLookups,
+    digest: [u8; 32],
+}
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        for w in self.lookups.take(&self.digest) {
+            let _ = w.send(None);
+        }
+    }
+}
+
+impl KeyLookups {
+    fn take(&self, digest: &[u8; 32]) -> Vec<KeyAnswer> {
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(digest)
+            .unwrap_or_default()
+    }
+
+    pub async fn find(
+        &self,
+        store: &dyn crate::store::Store,
+        digest: [u8; 32],
+    ) -> Result<Option<ApiKeyRow>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let leader = {
+            let mut queued = self
+                .queued
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match queued.get_mut(&digest) {
+                Some(waiting) => {
+                    waiting.push(tx);
+                    false
+                }
+                None => {
+                    queued.insert(digest, vec![tx]);
+                    true
+                }
+            }
+        };
+        if leader {
+            // A lane first: while the reads in flight finish, lookups of this digest
+            // queue behind this one. Then the queue is taken, and read once. A leader
+            // dropped while it waits (its client went away) hands the queue back.
+            let guard = QueueGuard {
+                lookups: self,
+                digest,
+            };
+            let _lane = self.lanes.0.acquire().await;
+            std::mem::forget(guard);
+            let waiting = self.take(&digest);
+            let read = store.apikey_find(&digest).await;
+            let answer = read.as_ref().ok().cloned();
+            for w in waiting {
+                let _ = w.send(answer.clone());
+            }
+            read?;
+        }
+        match rx.await {
+            Ok(Some(row)) => Ok(row),
+            // The read failed or its leader went away: read alone.
+            Ok(None) | Err(_) => store.apikey_find(&digest).await,
+        }
     }
 }

@@ -154,6 +154,8 @@ pub struct AuthService {
     outbox_wake: tokio::sync::Notify,
     /// The OpenID Connect provider's ID-token keys (SPEC §18).
     id_keys: oidc::IdKeys,
+    /// API-key lookups, coalesced per key (see [`admin::KeyLookups`]).
+    key_lookups: admin::KeyLookups,
 }
 
 /// What new hashes are made with, from `auth.password_hash` and its parameters.
@@ -209,6 +211,7 @@ impl AuthService {
             lockout_changed: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
             id_keys: oidc::IdKeys::default(),
+            key_lookups: admin::KeyLookups::default(),
         };
         if settings.oidc_enabled {
             // In the JWKS from the first request on.
