@@ -153,10 +153,24 @@ fuzz() {
         --report junit --report-junit-path "$report_dir/junit-$name.xml" \
         "${seed_args[@]}" "$@")
 }
+# A run that found nothing but died of CPython 3.11's "AST constructor recursion depth
+# mismatch" (a SystemError inside hypothesis's lambda pretty-printer, not a finding
+# about the API) is run once more; a second such crash, or any real failure, fails.
+python_crash_only() {
+    grep -q 'AST constructor recursion depth mismatch' "$1" &&
+        ! grep -q '^=* FAILURES =*$' "$1" &&
+        grep -Eq '^ *[0-9]+ generated, [0-9]+ passed' "$1" &&
+        ! grep -Eq '(^|[^0-9])[1-9][0-9]* failed' "$1"
+}
 status=0
 # 1. Every phase (examples, coverage, fuzzing, stateful) with any Unicode.
 say "schemathesis: all phases, $EXAMPLES examples per operation"
-fuzz all "$EXAMPLES" || status=$?
+fuzz all "$EXAMPLES" 2>&1 | tee "$tmp/fuzz-all.log" || status=${PIPESTATUS[0]}
+if [[ $status != 0 ]] && python_crash_only "$tmp/fuzz-all.log"; then
+    say "schemathesis crashed in CPython (not an API finding): running it once more"
+    status=0
+    fuzz all "$EXAMPLES" 2>&1 | tee "$tmp/fuzz-all-2.log" || status=${PIPESTATUS[0]}
+fi
 # 2. The stateful phase again with ASCII strings, so that most registrations succeed
 #    and the links (register → login → refresh → revoke) run with real tokens: with
 #    any Unicode most generated passwords exceed 72 bytes and the chains stop early.

@@ -192,9 +192,14 @@ pub fn register_request(target: &Target, username: &str) -> Request<Full<Bytes>>
 }
 
 pub fn recover_request(target: &Target, email: &str) -> Request<Full<Bytes>> {
+    email_request(target, "/api/v1/auth/recover", email)
+}
+
+/// `/recover` or `/verify/request` (SPEC §13): the same answer, one insert each.
+pub fn email_request(target: &Target, path: &str, email: &str) -> Request<Full<Bytes>> {
     post(
         target,
-        "/api/v1/auth/recover",
+        path,
         "application/json",
         json!({ "email": email }).to_string(),
     )

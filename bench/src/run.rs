@@ -658,16 +658,24 @@ async fn recover_at_rest(
     user: &str,
     prefix: &str,
 ) -> Extra {
-    eprintln!("recover at rest: one request every 5 ms, known, then unknown addresses …");
+    eprintln!(
+        "recover at rest: one request every 5 ms, /recover then /verify/request, known then unknown addresses …"
+    );
     let mut extra = Extra::default();
-    for address in ["known", "unknown"] {
+    let cases = [
+        ("recover", "/api/v1/auth/recover", "known"),
+        ("recover", "/api/v1/auth/recover", "unknown"),
+        ("verify/request", "/api/v1/auth/verify/request", "known"),
+        ("verify/request", "/api/v1/auth/verify/request", "unknown"),
+    ];
+    for (name, path, address) in cases {
         let (t, u, p) = (target.clone(), user.to_owned(), prefix.to_owned());
         let make: MakeRequest = Arc::new(move |_, seq| {
             let email = match address {
                 "known" => format!("{u}@bench.example"),
-                _ => format!("rest_{p}_{seq}@bench.example"),
+                _ => format!("rest_{p}_{}_{seq}@bench.example", name.len()),
             };
-            recover_request(&t, &email)
+            crate::client::email_request(&t, path, &email)
         });
         let window = Window::after(plan.warmup, plan.measure);
         let pace = Some(Duration::from_millis(5));
@@ -676,17 +684,17 @@ async fn recover_at_rest(
             backend,
             Scenario::Recover,
             &stats,
-            json!({"connections": 1, "interval_ms": 5, "address": address, "at_rest": true}),
+            json!({"connections": 1, "interval_ms": 5, "address": address, "at_rest": true, "endpoint": name}),
         );
         extra.rows.push(crate::report::row(
-            &format!("recover at rest ({address})"),
+            &format!("{name} at rest ({address})"),
             "1 conn, one per 5 ms",
             &format!("{} requests", stats.ok),
             &stats,
         ));
         let p99 = stats.quantile_ms(0.99);
         extra.target(
-            format!("recover ({address} address) p99 at rest < 5 ms"),
+            format!("{name} ({address} address) p99 at rest < 5 ms"),
             crate::report::ms(p99),
             p99 < 5.0,
         );
